@@ -121,6 +121,7 @@ fn generate(proto_dir: &Path, out: &Path) -> Result<(), String> {
         .build_client(true)
         .build_server(true)
         .build_transport(false)
+        .generate_default_stubs(true)
         .skip_debug(REDACTED_DEBUG.iter().copied())
         .compile_fds_with_config(fds.clone(), prost_config())
         .map_err(|e| format!("tonic-prost-build: {e}"))?;

@@ -5364,43 +5364,55 @@ pub mod runtime_service_server {
         async fn version(
             &self,
             request: tonic::Request<super::VersionRequest>,
-        ) -> std::result::Result<tonic::Response<super::VersionResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::VersionResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Creates a pod sandbox and starts it. On success the sandbox must already be in the
         /// READY state, with its network set up, and the response carries its new ID.
         async fn run_pod_sandbox(
             &self,
             request: tonic::Request<super::RunPodSandboxRequest>,
-        ) -> std::result::Result<tonic::Response<super::RunPodSandboxResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::RunPodSandboxResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Stops every process still running in the sandbox (including its containers) and frees
         /// its network resources, such as the pod IP. Idempotent: stopping a sandbox that is
         /// already stopped, or whose resources are already released, must succeed.
         async fn stop_pod_sandbox(
             &self,
             request: tonic::Request<super::StopPodSandboxRequest>,
-        ) -> std::result::Result<tonic::Response<super::StopPodSandboxResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::StopPodSandboxResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Deletes the sandbox, forcibly stopping and deleting any containers left in it.
         /// Idempotent: removing a sandbox that no longer exists must succeed.
         async fn remove_pod_sandbox(
             &self,
             request: tonic::Request<super::RemovePodSandboxRequest>,
-        ) -> std::result::Result<tonic::Response<super::RemovePodSandboxResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::RemovePodSandboxResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns the current status of one sandbox. An unknown sandbox ID yields the gRPC code
         /// NotFound. The status must include the ID, the metadata name/namespace/uid and the
         /// creation time.
         async fn pod_sandbox_status(
             &self,
             request: tonic::Request<super::PodSandboxStatusRequest>,
-        ) -> std::result::Result<tonic::Response<super::PodSandboxStatusResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::PodSandboxStatusResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns all sandboxes that match the optional filter, in a single response.
         async fn list_pod_sandbox(
             &self,
             request: tonic::Request<super::ListPodSandboxRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListPodSandboxResponse>, tonic::Status>;
-        /// Server streaming response type for the StreamPodSandboxes method.
-        type StreamPodSandboxesStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::StreamPodSandboxesResponse, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::ListPodSandboxResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Streaming form of ListPodSandbox: the same result delivered in batches. Each sandbox
         /// appears in exactly one batch, no batch is empty, and the stream then ends normally
         /// (EOF). The call deadline covers the whole stream. A runtime without support answers
@@ -5408,55 +5420,78 @@ pub mod runtime_service_server {
         async fn stream_pod_sandboxes(
             &self,
             request: tonic::Request<super::StreamPodSandboxesRequest>,
-        ) -> std::result::Result<tonic::Response<Self::StreamPodSandboxesStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::StreamPodSandboxesResponse>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Creates a container inside an existing sandbox without starting it, and returns the
         /// new container ID.
         async fn create_container(
             &self,
             request: tonic::Request<super::CreateContainerRequest>,
-        ) -> std::result::Result<tonic::Response<super::CreateContainerResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::CreateContainerResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Starts a container that was created earlier.
         async fn start_container(
             &self,
             request: tonic::Request<super::StartContainerRequest>,
-        ) -> std::result::Result<tonic::Response<super::StartContainerResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::StartContainerResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Stops a running container. The runtime first asks it to exit gracefully (stop signal)
         /// and kills it once the requested timeout has elapsed. Idempotent: stopping a container
         /// that has already exited must succeed.
         async fn stop_container(
             &self,
             request: tonic::Request<super::StopContainerRequest>,
-        ) -> std::result::Result<tonic::Response<super::StopContainerResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::StopContainerResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Deletes a container, forcibly stopping it first if it is still running. Idempotent:
         /// removing a container that no longer exists must succeed.
         async fn remove_container(
             &self,
             request: tonic::Request<super::RemoveContainerRequest>,
-        ) -> std::result::Result<tonic::Response<super::RemoveContainerResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::RemoveContainerResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns all containers that match the optional filter, in a single response.
         async fn list_containers(
             &self,
             request: tonic::Request<super::ListContainersRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListContainersResponse>, tonic::Status>;
-        /// Server streaming response type for the StreamContainers method.
-        type StreamContainersStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::StreamContainersResponse, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::ListContainersResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Streaming form of ListContainers: each container appears in exactly one batch, no
         /// batch is empty, and the stream then ends normally (EOF). The call deadline covers the
         /// whole stream. Unimplemented makes clients fall back to ListContainers.
         async fn stream_containers(
             &self,
             request: tonic::Request<super::StreamContainersRequest>,
-        ) -> std::result::Result<tonic::Response<Self::StreamContainersStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::StreamContainersResponse>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns the current status of one container. An unknown container ID yields the gRPC
         /// code NotFound. The status must include the ID, metadata name, creation time, image and
         /// image_ref; after an out-of-memory kill the reason is "OOMKilled".
         async fn container_status(
             &self,
             request: tonic::Request<super::ContainerStatusRequest>,
-        ) -> std::result::Result<tonic::Response<super::ContainerStatusResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ContainerStatusResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Applies new resource settings (CPU, memory and so on) to a container, synchronously:
         /// the change is in effect once the call returns successfully.
         async fn update_container_resources(
@@ -5465,155 +5500,204 @@ pub mod runtime_service_server {
         ) -> std::result::Result<
             tonic::Response<super::UpdateContainerResourcesResponse>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Makes the runtime close and reopen the container's log file, typically right after the
         /// kubelet rotated it. For a container that is not running the runtime may either create a
         /// fresh log file and succeed, or fail; after a failure no new log file is created.
         async fn reopen_container_log(
             &self,
             request: tonic::Request<super::ReopenContainerLogRequest>,
-        ) -> std::result::Result<tonic::Response<super::ReopenContainerLogResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ReopenContainerLogResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Runs a command in a container and waits for it, returning its exit code and captured
         /// stdout/stderr (capped at 16 MiB). If the command outlives the request's timeout the
         /// call fails with DeadlineExceeded.
         async fn exec_sync(
             &self,
             request: tonic::Request<super::ExecSyncRequest>,
-        ) -> std::result::Result<tonic::Response<super::ExecSyncResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ExecSyncResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Prepares an interactive exec session. It does not run anything itself: it only returns
         /// a single-use, short-lived URL on the runtime's streaming server, where the client then
         /// connects (SPDY or WebSocket) to start the command and carry its streams.
         async fn exec(
             &self,
             request: tonic::Request<super::ExecRequest>,
-        ) -> std::result::Result<tonic::Response<super::ExecResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ExecResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Prepares attaching to a running container's main process. Like Exec, it only returns a
         /// URL on the runtime's streaming server; the I/O happens over that connection.
         async fn attach(
             &self,
             request: tonic::Request<super::AttachRequest>,
-        ) -> std::result::Result<tonic::Response<super::AttachResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::AttachResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Prepares port forwarding into a sandbox's network namespace. It only returns a URL on
         /// the runtime's streaming server; the forwarded connections are carried over it.
         async fn port_forward(
             &self,
             request: tonic::Request<super::PortForwardRequest>,
-        ) -> std::result::Result<tonic::Response<super::PortForwardResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::PortForwardResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns resource usage statistics for one container. An unknown container ID is an
         /// error.
         async fn container_stats(
             &self,
             request: tonic::Request<super::ContainerStatsRequest>,
-        ) -> std::result::Result<tonic::Response<super::ContainerStatsResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ContainerStatsResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns statistics for all containers that match the optional filter.
         async fn list_container_stats(
             &self,
             request: tonic::Request<super::ListContainerStatsRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListContainerStatsResponse>, tonic::Status>;
-        /// Server streaming response type for the StreamContainerStats method.
-        type StreamContainerStatsStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::StreamContainerStatsResponse, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::ListContainerStatsResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Streaming form of ListContainerStats: each entry appears in exactly one batch, no batch
         /// is empty, and the stream then ends normally (EOF). The call deadline covers the whole
         /// stream. Unimplemented makes clients fall back to ListContainerStats.
         async fn stream_container_stats(
             &self,
             request: tonic::Request<super::StreamContainerStatsRequest>,
-        ) -> std::result::Result<tonic::Response<Self::StreamContainerStatsStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::StreamContainerStatsResponse>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns resource usage statistics for one sandbox and the containers in it. An unknown
         /// sandbox ID is an error.
         async fn pod_sandbox_stats(
             &self,
             request: tonic::Request<super::PodSandboxStatsRequest>,
-        ) -> std::result::Result<tonic::Response<super::PodSandboxStatsResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::PodSandboxStatsResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns statistics for all sandboxes that match the optional filter.
         async fn list_pod_sandbox_stats(
             &self,
             request: tonic::Request<super::ListPodSandboxStatsRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListPodSandboxStatsResponse>, tonic::Status>;
-        /// Server streaming response type for the StreamPodSandboxStats method.
-        type StreamPodSandboxStatsStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::StreamPodSandboxStatsResponse, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::ListPodSandboxStatsResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Streaming form of ListPodSandboxStats: each entry appears in exactly one batch, no
         /// batch is empty, and the stream then ends normally (EOF). The call deadline covers the
         /// whole stream. Unimplemented makes clients fall back to ListPodSandboxStats.
         async fn stream_pod_sandbox_stats(
             &self,
             request: tonic::Request<super::StreamPodSandboxStatsRequest>,
-        ) -> std::result::Result<tonic::Response<Self::StreamPodSandboxStatsStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::StreamPodSandboxStatsResponse>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Pushes runtime-wide configuration from the kubelet to the runtime; in practice this is
         /// the node's pod CIDR.
         async fn update_runtime_config(
             &self,
             request: tonic::Request<super::UpdateRuntimeConfigRequest>,
-        ) -> std::result::Result<tonic::Response<super::UpdateRuntimeConfigResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::UpdateRuntimeConfigResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Reports whether the runtime is healthy, as a list of conditions. The conditions
         /// RuntimeReady and NetworkReady must always be present. With verbose set, extra
         /// runtime-specific details may be returned as well.
         async fn status(
             &self,
             request: tonic::Request<super::StatusRequest>,
-        ) -> std::result::Result<tonic::Response<super::StatusResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::StatusResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Writes a checkpoint of a running container to the location given in the request.
         async fn checkpoint_container(
             &self,
             request: tonic::Request<super::CheckpointContainerRequest>,
-        ) -> std::result::Result<tonic::Response<super::CheckpointContainerResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::CheckpointContainerResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Writes a checkpoint of a whole pod sandbox, including its containers.
         async fn checkpoint_pod(
             &self,
             request: tonic::Request<super::CheckpointPodRequest>,
-        ) -> std::result::Result<tonic::Response<super::CheckpointPodResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::CheckpointPodResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Recreates a pod sandbox and its containers from a checkpoint written by CheckpointPod.
         async fn restore_pod(
             &self,
             request: tonic::Request<super::RestorePodRequest>,
-        ) -> std::result::Result<tonic::Response<super::RestorePodResponse>, tonic::Status>;
-        /// Server streaming response type for the GetContainerEvents method.
-        type GetContainerEventsStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::ContainerEventResponse, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::RestorePodResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Long-lived server stream of container lifecycle events (created, started, stopped,
         /// deleted), used by the kubelet's event-driven pod lifecycle tracking. It stays open and
         /// keeps sending events as they happen; it does not end after a batch.
         async fn get_container_events(
             &self,
             request: tonic::Request<super::GetEventsRequest>,
-        ) -> std::result::Result<tonic::Response<Self::GetContainerEventsStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::ContainerEventResponse>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Describes every metric that ListPodSandboxMetrics can return (name, help text and label
         /// keys), so that clients can register them before collecting values.
         async fn list_metric_descriptors(
             &self,
             request: tonic::Request<super::ListMetricDescriptorsRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListMetricDescriptorsResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ListMetricDescriptorsResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns the current metric values for every pod sandbox and its containers.
         async fn list_pod_sandbox_metrics(
             &self,
             request: tonic::Request<super::ListPodSandboxMetricsRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListPodSandboxMetricsResponse>, tonic::Status>;
-        /// Server streaming response type for the StreamPodSandboxMetrics method.
-        type StreamPodSandboxMetricsStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::StreamPodSandboxMetricsResponse, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::ListPodSandboxMetricsResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Streaming form of ListPodSandboxMetrics: each entry appears in exactly one batch, no
         /// batch is empty, and the stream then ends normally (EOF). The call deadline covers the
         /// whole stream. Unimplemented makes clients fall back to ListPodSandboxMetrics.
         async fn stream_pod_sandbox_metrics(
             &self,
             request: tonic::Request<super::StreamPodSandboxMetricsRequest>,
-        ) -> std::result::Result<tonic::Response<Self::StreamPodSandboxMetricsStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::StreamPodSandboxMetricsResponse>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns configuration the runtime wants the kubelet to follow, such as the cgroup driver
         /// in use on Linux.
         async fn runtime_config(
             &self,
             request: tonic::Request<super::RuntimeConfigRequest>,
-        ) -> std::result::Result<tonic::Response<super::RuntimeConfigResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::RuntimeConfigResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Tells the runtime about new pod-level resource settings during an in-place pod resize.
         /// The kubelet calls it after it has already adjusted the pod-level cgroups; it is best
         /// effort, and a failure does not stop the resize.
@@ -5623,7 +5707,9 @@ pub mod runtime_service_server {
         ) -> std::result::Result<
             tonic::Response<super::UpdatePodSandboxResourcesResponse>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
     }
     /// RuntimeService is the part of the CRI that manages pod sandboxes and their containers. It
     /// also covers exec/attach/port-forward, logs, resource updates, statistics and metrics,
@@ -5957,7 +6043,7 @@ pub mod runtime_service_server {
                         for StreamPodSandboxesSvc<T>
                     {
                         type Response = super::StreamPodSandboxesResponse;
-                        type ResponseStream = T::StreamPodSandboxesStream;
+                        type ResponseStream = BoxStream<super::StreamPodSandboxesResponse>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
@@ -6210,7 +6296,7 @@ pub mod runtime_service_server {
                         for StreamContainersSvc<T>
                     {
                         type Response = super::StreamContainersResponse;
-                        type ResponseStream = T::StreamContainersStream;
+                        type ResponseStream = BoxStream<super::StreamContainersResponse>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
@@ -6621,7 +6707,7 @@ pub mod runtime_service_server {
                         for StreamContainerStatsSvc<T>
                     {
                         type Response = super::StreamContainerStatsResponse;
-                        type ResponseStream = T::StreamContainerStatsStream;
+                        type ResponseStream = BoxStream<super::StreamContainerStatsResponse>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
@@ -6749,7 +6835,7 @@ pub mod runtime_service_server {
                         for StreamPodSandboxStatsSvc<T>
                     {
                         type Response = super::StreamPodSandboxStatsResponse;
-                        type ResponseStream = T::StreamPodSandboxStatsStream;
+                        type ResponseStream = BoxStream<super::StreamPodSandboxStatsResponse>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
@@ -6996,7 +7082,7 @@ pub mod runtime_service_server {
                         for GetContainerEventsSvc<T>
                     {
                         type Response = super::ContainerEventResponse;
-                        type ResponseStream = T::GetContainerEventsStream;
+                        type ResponseStream = BoxStream<super::ContainerEventResponse>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
@@ -7126,7 +7212,7 @@ pub mod runtime_service_server {
                         for StreamPodSandboxMetricsSvc<T>
                     {
                         type Response = super::StreamPodSandboxMetricsResponse;
-                        type ResponseStream = T::StreamPodSandboxMetricsStream;
+                        type ResponseStream = BoxStream<super::StreamPodSandboxMetricsResponse>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
@@ -7486,25 +7572,31 @@ pub mod image_service_server {
         async fn list_images(
             &self,
             request: tonic::Request<super::ListImagesRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListImagesResponse>, tonic::Status>;
-        /// Server streaming response type for the StreamImages method.
-        type StreamImagesStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::StreamImagesResponse, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::ListImagesResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Streaming form of ListImages: each image appears in exactly one batch, no batch is
         /// empty, and the stream then ends normally (EOF). The call deadline covers the whole
         /// stream. Unimplemented makes clients fall back to ListImages.
         async fn stream_images(
             &self,
             request: tonic::Request<super::StreamImagesRequest>,
-        ) -> std::result::Result<tonic::Response<Self::StreamImagesStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::StreamImagesResponse>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Returns the status of one image. If the image is not present, the call still succeeds
         /// and the response leaves image unset; it is not a NotFound error.
         async fn image_status(
             &self,
             request: tonic::Request<super::ImageStatusRequest>,
-        ) -> std::result::Result<tonic::Response<super::ImageStatusResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ImageStatusResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Pulls an image, using the supplied registry credentials if any, and returns its
         /// reference (image_ref), which must not be empty. Clients usually set no deadline.
         /// Registry and signature failures are reported with the "RegistryUnavailable: " or
@@ -7512,18 +7604,26 @@ pub mod image_service_server {
         async fn pull_image(
             &self,
             request: tonic::Request<super::PullImageRequest>,
-        ) -> std::result::Result<tonic::Response<super::PullImageResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::PullImageResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Deletes an image. Idempotent: removing an image that is not present must succeed.
         async fn remove_image(
             &self,
             request: tonic::Request<super::RemoveImageRequest>,
-        ) -> std::result::Result<tonic::Response<super::RemoveImageResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::RemoveImageResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Reports usage of the filesystems holding image data and container data (for example,
         /// bytes and inodes used).
         async fn image_fs_info(
             &self,
             request: tonic::Request<super::ImageFsInfoRequest>,
-        ) -> std::result::Result<tonic::Response<super::ImageFsInfoResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ImageFsInfoResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
     }
     /// ImageService is the part of the CRI that manages container images: listing, inspecting,
     /// pulling and removing them, and reporting image filesystem usage.
@@ -7647,7 +7747,7 @@ pub mod image_service_server {
                         for StreamImagesSvc<T>
                     {
                         type Response = super::StreamImagesResponse;
-                        type ResponseStream = T::StreamImagesStream;
+                        type ResponseStream = BoxStream<super::StreamImagesResponse>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(

@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+
+mod authority;
+mod context;
+mod error;
+mod events;
+mod image;
+mod metrics;
+mod routes;
+mod runtime;
+mod server;
+mod service;
+mod socket;
+pub mod stream;
+pub mod validate;
+
+pub use async_trait::async_trait;
+pub use context::{Context, PeerCredentials, REQUEST_ID_HEADER};
+pub use error::{BoxError, Error, Result};
+pub use events::EventBroadcaster;
+pub use image::ImageService;
+pub use metrics::{LATENCY_BUCKETS, MethodStats, Metrics};
+pub use routes::{Routes, RoutesFuture};
+pub use runtime::RuntimeService;
+pub use server::{Bound, Builder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_SOCKET_MODE, Server};
+pub use stream::ResponseStream;
+
+/// The API crate this server is built on; name its types through here to stay in step.
+pub use cri_api;
+/// The gRPC crate this server is built on.
+pub use tonic;
