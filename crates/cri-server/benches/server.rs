@@ -47,8 +47,14 @@ impl Logic {
                 state: ContainerState::ContainerRunning as i32,
                 created_at: 1_700_000_000_000_000_000 + i,
                 labels: [
-                    ("io.kubernetes.pod.name".to_string(), format!("pod-{}", i / 4)),
-                    ("io.kubernetes.pod.namespace".to_string(), "default".to_string()),
+                    (
+                        "io.kubernetes.pod.name".to_string(),
+                        format!("pod-{}", i / 4),
+                    ),
+                    (
+                        "io.kubernetes.pod.namespace".to_string(),
+                        "default".to_string(),
+                    ),
                 ]
                 .into(),
                 ..Default::default()
@@ -123,7 +129,10 @@ async fn sequential_version(client: &RuntimeServiceClient<Channel>, calls: u32) 
     let mut client = client.clone();
     let start = Instant::now();
     for _ in 0..calls {
-        client.version(VersionRequest::default()).await.expect("version");
+        client
+            .version(VersionRequest::default())
+            .await
+            .expect("version");
     }
     start.elapsed() / calls
 }
@@ -136,7 +145,10 @@ async fn parallel_version(client: &RuntimeServiceClient<Channel>, calls: u32) ->
             let mut client = client.clone();
             tokio::spawn(async move {
                 for _ in 0..calls / in_flight {
-                    client.version(VersionRequest::default()).await.expect("version");
+                    client
+                        .version(VersionRequest::default())
+                        .await
+                        .expect("version");
                 }
             })
         })
@@ -213,10 +225,18 @@ fn main() {
         let mut throughput = (Vec::new(), Vec::new());
         let mut list = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            latency.0.push(sequential_version(&ours, version_calls).await);
-            latency.1.push(sequential_version(&bare, version_calls).await);
-            throughput.0.push(parallel_version(&ours, parallel_calls).await);
-            throughput.1.push(parallel_version(&bare, parallel_calls).await);
+            latency
+                .0
+                .push(sequential_version(&ours, version_calls).await);
+            latency
+                .1
+                .push(sequential_version(&bare, version_calls).await);
+            throughput
+                .0
+                .push(parallel_version(&ours, parallel_calls).await);
+            throughput
+                .1
+                .push(parallel_version(&bare, parallel_calls).await);
             list.0.push(sequential_list(&ours, list_calls).await);
             list.1.push(sequential_list(&bare, list_calls).await);
         }

@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+
+mod call;
+mod client;
+mod endpoint;
+mod error;
+mod verify;
+
+pub use call::Call;
+#[doc(hidden)]
+pub use call::{Answer, Stubs};
+pub use client::{
+    Builder, Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, EventStream, ExecOutput,
+};
+pub use endpoint::parse_endpoint;
+pub use error::{Error, Result};
+
+/// The API crate this client is built on; name its types through here to stay in step.
+pub use cri_api;
+/// The gRPC crate this client is built on.
+pub use tonic;
