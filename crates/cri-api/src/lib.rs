@@ -18,6 +18,7 @@ mod generated {
 mod debug;
 #[cfg(feature = "serde")]
 pub mod json;
+pub mod log;
 pub mod well_known;
 
 pub use well_known::{API_VERSION, MAX_MESSAGE_SIZE};
