@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bench;
+pub mod conformance;
 mod fake;
 mod harness;
 pub mod workload;

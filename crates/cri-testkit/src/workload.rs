@@ -102,7 +102,8 @@ pub trait Workload: Send + Sync + 'static {
 
 /// The default workload: a tiny simulated shell.
 ///
-/// Commands (also inside `sh -c "a; b && c"`): `echo [-n] ARGS`, `cat` (prints stdin),
+/// Commands (also inside `sh -c "a; b && c || d"`, with `>&2` to write to stderr):
+/// `echo [-n] ARGS`, `cat` (prints stdin),
 /// `sleep SECONDS` (fractions allowed, `infinity`), `true`, `false`, `exit N`, `env` (the
 /// container's environment), `hostname`, `pwd` (the working dir). Anything else exits 127
 /// with `sh: NAME: not found` on stderr. This is a simulator for testing tools that talk to
@@ -125,6 +126,32 @@ impl Shell {
 
     /// Runs one command, appending its steps; returns its exit status.
     fn command(
+        &self,
+        container: &ContainerInfo<'_>,
+        argv: &[String],
+        stdin: &[u8],
+        steps: &mut Vec<Step>,
+    ) -> i32 {
+        // `>&2` (or `1>&2`) anywhere sends this command's output to stderr.
+        let to_stderr = argv.iter().any(|a| a == ">&2" || a == "1>&2");
+        let argv: Vec<String> = argv
+            .iter()
+            .filter(|a| *a != ">&2" && *a != "1>&2")
+            .cloned()
+            .collect();
+        let first = steps.len();
+        let status = self.builtin(container, &argv, stdin, steps);
+        if to_stderr {
+            for step in &mut steps[first..] {
+                if let Step::Write(stream @ Stream::Stdout, _) = step {
+                    *stream = Stream::Stderr;
+                }
+            }
+        }
+        status
+    }
+
+    fn builtin(
         &self,
         container: &ContainerInfo<'_>,
         argv: &[String],

@@ -1,0 +1,344 @@
+//! What a case works with: the client, the configuration, and helpers that create uniquely
+//! named objects and clean them up.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cri_client::Client;
+use cri_client::cri_api::v1::*;
+
+use super::{Case, Config, Failure, Stop};
+
+/// A short id that makes this run's objects unique on a shared runtime.
+pub(super) fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{:08x}",
+        (nanos as u64 ^ u64::from(std::process::id()) << 32) & 0xffff_ffff
+    )
+}
+
+/// Label put on everything the suite creates.
+pub const RUN_LABEL: &str = "cri-testkit.run";
+/// Label naming the case that created an object.
+pub const CASE_LABEL: &str = "cri-testkit.case";
+
+/// The context of one case.
+#[derive(Clone)]
+pub struct Ctx {
+    client: Client,
+    config: Arc<Config>,
+    log_root: PathBuf,
+    run: String,
+    case: String,
+    sandboxes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("case", &self.case)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fails the case unless `condition` holds.
+///
+/// # Errors
+///
+/// [`Stop::Fail`] with the evidence.
+pub fn check(
+    condition: bool,
+    check: &str,
+    expected: impl Debug,
+    got: impl Debug,
+) -> Result<(), Stop> {
+    if condition {
+        Ok(())
+    } else {
+        Err(Stop::Fail(Failure {
+            check: check.to_string(),
+            expected: format!("{expected:?}"),
+            got: format!("{got:?}"),
+        }))
+    }
+}
+
+/// Fails the case unless `got == expected`.
+///
+/// # Errors
+///
+/// [`Stop::Fail`] with both values.
+pub fn expect_eq<T: PartialEq + Debug>(what: &str, expected: T, got: T) -> Result<(), Stop> {
+    check(got == expected, what, expected, got)
+}
+
+/// Skips the case.
+///
+/// # Errors
+///
+/// Always: [`Stop::Skip`].
+pub fn skip<T>(reason: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop::Skip(reason.into()))
+}
+
+impl Ctx {
+    pub(super) fn new(
+        client: Client,
+        config: Arc<Config>,
+        log_root: PathBuf,
+        run: &str,
+        case: Case,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            log_root,
+            run: run.to_string(),
+            case: case.id().replace('/', "."),
+            sandboxes: Arc::default(),
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The suite configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A name unique to this run and case: `<case>-<suffix>-<run>`.
+    pub fn unique(&self, suffix: &str) -> String {
+        format!("{}-{suffix}-{}", self.case.replace('.', "-"), self.run)
+    }
+
+    /// Labels every object of this case carries.
+    pub fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (RUN_LABEL.to_string(), self.run.clone()),
+            (CASE_LABEL.to_string(), self.case.clone()),
+        ])
+    }
+
+    /// A sandbox config with unique metadata, this case's labels, a log directory under the
+    /// log root, and host networking when configured.
+    pub fn sandbox_config(&self, name: &str) -> PodSandboxConfig {
+        let unique = self.unique(name);
+        let mut config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: unique.clone(),
+                namespace: "cri-testkit".into(),
+                uid: format!("uid-{unique}"),
+                attempt: 0,
+            }),
+            hostname: name.to_string(),
+            log_directory: self.log_root.join(&unique).display().to_string(),
+            labels: self.labels(),
+            annotations: HashMap::from([("cri-testkit/annotation".to_string(), unique.clone())]),
+            linux: Some(LinuxPodSandboxConfig::default()),
+            ..Default::default()
+        };
+        if self.config.host_network {
+            config.linux = Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        config
+    }
+
+    /// Runs a sandbox from [`Ctx::sandbox_config`] and registers it for cleanup.
+    ///
+    /// # Errors
+    ///
+    /// When `RunPodSandbox` fails.
+    pub async fn run_sandbox(&self, name: &str) -> Result<(String, PodSandboxConfig), Stop> {
+        let config = self.sandbox_config(name);
+        let _ = std::fs::create_dir_all(&config.log_directory);
+        let id = self
+            .client
+            .run_pod_sandbox(config.clone(), self.config.runtime_handler.clone())
+            .await?;
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id.clone());
+        Ok((id, config))
+    }
+
+    /// A container config running `command` in the configured image, logging to
+    /// `<name>.log`, with this case's labels.
+    pub fn container_config(&self, name: &str, command: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.to_string(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.config.image.clone(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            labels: self.labels(),
+            annotations: HashMap::from([("cri-testkit/container".to_string(), name.to_string())]),
+            linux: Some(LinuxContainerConfig::default()),
+            ..Default::default()
+        }
+    }
+
+    /// Creates a container in `sandbox` running `command`.
+    ///
+    /// # Errors
+    ///
+    /// When `CreateContainer` fails.
+    pub async fn create_container(
+        &self,
+        sandbox: &(String, PodSandboxConfig),
+        name: &str,
+        command: &[&str],
+    ) -> Result<String, Stop> {
+        self.ensure_image().await?;
+        let config = self.container_config(name, command);
+        Ok(self
+            .client
+            .create_container(&sandbox.0, config, Some(sandbox.1.clone()))
+            .await?)
+    }
+
+    /// Creates and starts a container.
+    ///
+    /// # Errors
+    ///
+    /// When either call fails.
+    pub async fn start_container(
+        &self,
+        sandbox: &(String, PodSandboxConfig),
+        name: &str,
+        command: &[&str],
+    ) -> Result<String, Stop> {
+        let id = self.create_container(sandbox, name, command).await?;
+        self.client.start_container(&id).await?;
+        Ok(id)
+    }
+
+    /// A long-running command in the configured image.
+    pub fn sleeper(&self) -> &'static [&'static str] {
+        &["sleep", "3600"]
+    }
+
+    /// Makes sure the container image is present, pulling it if allowed.
+    ///
+    /// # Errors
+    ///
+    /// Skips when the image is missing and cannot be pulled.
+    pub async fn ensure_image(&self) -> Result<(), Stop> {
+        if self
+            .client
+            .image_status(&self.config.image)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        match &self.config.pull_image {
+            Some(_) => {
+                self.client.pull_image(&self.config.image, None).await?;
+                Ok(())
+            }
+            None => skip(format!(
+                "image {:?} is not present and pulling is disabled",
+                self.config.image
+            )),
+        }
+    }
+
+    /// The container's status (verified by the client).
+    ///
+    /// # Errors
+    ///
+    /// When the call fails.
+    pub async fn container_status(&self, id: &str) -> Result<ContainerStatus, Stop> {
+        let response = self.client.container_status(id, false).await?;
+        response.status.ok_or_else(|| {
+            Stop::Fail(Failure {
+                check: "ContainerStatus returns a status".into(),
+                expected: "a status".into(),
+                got: "none".into(),
+            })
+        })
+    }
+
+    /// Polls `probe` every 50 ms until it returns `Some`, for at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// Fails with `what` when time runs out, or with the probe's error.
+    pub async fn wait_for<T, F, Fut>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut probe: F,
+    ) -> Result<T, Stop>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, Stop>>,
+    {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = probe().await? {
+                return Ok(value);
+            }
+            if started.elapsed() > limit {
+                return Err(Stop::Fail(Failure {
+                    check: what.to_string(),
+                    expected: format!("within {limit:?}"),
+                    got: "timed out".into(),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until a container has exited and returns its status.
+    ///
+    /// # Errors
+    ///
+    /// Fails when it does not exit within 20 s.
+    pub async fn wait_exited(&self, id: &str) -> Result<ContainerStatus, Stop> {
+        self.wait_for("the container exits", Duration::from_secs(20), || async {
+            let status = self.container_status(id).await?;
+            Ok((status.state() == ContainerState::ContainerExited).then_some(status))
+        })
+        .await
+    }
+
+    /// Stops and removes every sandbox this case created (errors ignored).
+    pub(super) async fn cleanup(&self) {
+        let sandboxes = std::mem::take(
+            &mut *self
+                .sandboxes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for id in sandboxes {
+            let _ = self.client.stop_pod_sandbox(&id).await;
+            let _ = self.client.remove_pod_sandbox(&id).await;
+        }
+    }
+}
