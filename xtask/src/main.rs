@@ -8,12 +8,17 @@
 //!
 //! `cargo xtask codegen --check` generates into a temporary directory and fails when any
 //! checked-in file differs: the CI drift check.
+//!
+//! `cargo xtask oci-image --name REF --out FILE.tar` builds a small busybox OCI image offline,
+//! for real runtimes under test (see `scripts/containerd-peer`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use prost::Message;
+
+mod oci;
 
 /// The files that make up the generated module, relative to `crates/cri-api/src/generated`.
 const GENERATED: &[&str] = &[
@@ -39,7 +44,15 @@ fn main() -> ExitCode {
     {
         ["codegen"] => codegen(false),
         ["codegen", "--check"] => codegen(true),
-        _ => Err("usage: cargo xtask codegen [--check]".to_string()),
+        ["oci-image", ..] => oci::parse(&args[1..]).and_then(|spec| {
+            let digest = oci::build(&spec)?;
+            println!("{} {} ({digest})", spec.out.display(), spec.name);
+            Ok(())
+        }),
+        _ => Err(
+            "usage: cargo xtask codegen [--check] | cargo xtask oci-image --name REF --out FILE"
+                .to_string(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

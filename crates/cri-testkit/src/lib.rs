@@ -4,6 +4,7 @@ pub mod bench;
 pub mod conformance;
 mod fake;
 mod harness;
+pub mod peer;
 pub mod workload;
 
 pub use fake::{CallRecord, FakeBuilder, FakeRuntime, normalize_image_reference};

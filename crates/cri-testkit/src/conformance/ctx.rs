@@ -144,22 +144,33 @@ impl Ctx {
             log_directory: self.log_root.join(&unique).display().to_string(),
             labels: self.labels(),
             annotations: HashMap::from([("cri-testkit/annotation".to_string(), unique.clone())]),
-            linux: Some(LinuxPodSandboxConfig::default()),
+            linux: Some(self.linux_sandbox_config(&unique)),
             ..Default::default()
         };
         if self.config.host_network {
-            config.linux = Some(LinuxPodSandboxConfig {
-                security_context: Some(LinuxSandboxSecurityContext {
+            // The host's hostname applies: a sandbox without its own UTS namespace cannot
+            // set one (the kubelet leaves it empty for host-network pods too).
+            config.hostname = String::new();
+            if let Some(linux) = config.linux.as_mut() {
+                linux.security_context = Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: NamespaceMode::Node as i32,
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            });
+                });
+            }
         }
         config
+    }
+
+    /// A cgroup parent per sandbox, as the kubelet gives (runtimes read sandbox stats from
+    /// it).
+    fn linux_sandbox_config(&self, unique: &str) -> LinuxPodSandboxConfig {
+        LinuxPodSandboxConfig {
+            cgroup_parent: format!("/cri-testkit/pod-{unique}"),
+            ..Default::default()
+        }
     }
 
     /// Runs a sandbox from [`Ctx::sandbox_config`] and registers it for cleanup.

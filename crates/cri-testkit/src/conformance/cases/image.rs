@@ -22,15 +22,22 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         case!(
             "image",
-            "status-by-tag-id-digest",
-            "ImageStatus finds the image by tag, by id and by digest",
+            "status-by-tag-and-id",
+            "ImageStatus finds the image by each tag and by id",
             status_lookups
         ),
         case!(
             "image",
-            "list",
-            "ListImages includes the image, and a filter narrows to it",
-            list
+            "status-by-digest",
+            "ImageStatus finds the image by its repo digest",
+            status_by_digest
+        ),
+        case!("image", "list", "ListImages includes the image", list),
+        case!(
+            "image",
+            "list-filter",
+            "a ListImages filter narrows the list to the image",
+            list_filter
         ),
         case!(
             "image",
@@ -111,6 +118,12 @@ async fn status_lookups(ctx: Ctx) -> Result<(), Stop> {
         Some(&image.id),
         by_id.as_ref().map(|i| &i.id),
     )?;
+    check(
+        !image.repo_tags.is_empty(),
+        "the image has repo tags",
+        "at least one",
+        &image.repo_tags,
+    )?;
     for tag in &image.repo_tags {
         let found = ctx.client().image_status(tag).await?;
         expect_eq(
@@ -119,8 +132,13 @@ async fn status_lookups(ctx: Ctx) -> Result<(), Stop> {
             found.as_ref().map(|i| &i.id),
         )?;
     }
+    Ok(())
+}
+
+async fn status_by_digest(ctx: Ctx) -> Result<(), Stop> {
+    let image = present(&ctx).await?;
     let Some(digest) = image.repo_digests.first() else {
-        return skip("the image has no repo digest to look up");
+        return skip("the image has no repo digest (imported, not pulled)");
     };
     let found = ctx.client().image_status(digest).await?;
     expect_eq(
@@ -138,18 +156,35 @@ async fn list(ctx: Ctx) -> Result<(), Stop> {
         "ListImages includes the image",
         &image.id,
         all.iter().map(|i| &i.id).collect::<Vec<_>>(),
-    )?;
+    )
+}
+
+async fn list_filter(ctx: Ctx) -> Result<(), Stop> {
+    let image = present(&ctx).await?;
+    let all = ctx.client().list_images(None).await?;
     let filter = ImageFilter {
         image: Some(ImageSpec {
             image: image.id.clone(),
             ..Default::default()
         }),
     };
-    let filtered = ctx.client().list_images(Some(filter)).await?;
+    let filtered: Vec<String> = ctx
+        .client()
+        .list_images(Some(filter))
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    if all.len() > 1 && filtered.len() == all.len() {
+        return skip(format!(
+            "the runtime ignores ImageFilter (all {} images returned)",
+            all.len()
+        ));
+    }
     expect_eq(
         "ListImages filtered by id",
         vec![image.id.clone()],
-        filtered.into_iter().map(|i| i.id).collect(),
+        filtered,
     )
 }
 

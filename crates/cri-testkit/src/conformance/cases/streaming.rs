@@ -124,6 +124,15 @@ async fn containers(ctx: Ctx) -> Result<(), Stop> {
     for name in ["a", "b", "c"] {
         ctx.create_container(&sandbox, name, ctx.sleeper()).await?;
     }
+    // A decoy without this case's labels: a filter that is ignored would return it too.
+    let mut decoy = ctx.container_config("decoy", ctx.sleeper());
+    decoy.labels.insert(
+        crate::conformance::CASE_LABEL.to_string(),
+        "decoy".to_string(),
+    );
+    ctx.client()
+        .create_container(&sandbox.0, decoy, Some(sandbox.1.clone()))
+        .await?;
     let filter = ContainerFilter {
         label_selector: ctx.labels(),
         ..Default::default()
