@@ -4,7 +4,10 @@
 //! Pods, containers and images follow the CRI state machine (it is the testkit's
 //! `FakeRuntime`); container commands are simulated by a small built-in shell (`echo`, `cat`,
 //! `sleep`, `true`, `false`, `exit N`, `env`, `hostname`, `pwd`, `sh -c "a; b && c"`), so
-//! logs are real CRI log files and `ExecSync` prints real output. Events and stats work.
+//! logs are real CRI log files and `ExecSync` prints real output. Events and stats work, and
+//! so do `Exec`/`Attach`/`PortForward` through a streaming server on loopback (SPDY and
+//! WebSocket): `cat` echoes stdin, a bare `sh` runs lines interactively, port-forward
+//! reaches a loopback TCP port.
 //!
 //! Run:
 //!   cargo run -p cri-examples --example memory-runtime -- --socket /tmp/memory-runtime.sock

@@ -610,6 +610,89 @@ impl Client {
         })))
     }
 
+    // ----- streaming: exec, attach, port-forward -----
+
+    /// Runs `cmd` in a container interactively: calls `Exec` for a URL, connects to the
+    /// runtime's streaming server over `transport` and wires `streams` (the request's
+    /// stdin/stdout/stderr/tty flags follow from which streams are given). Returns the
+    /// command's exit code.
+    ///
+    /// ```no_run
+    /// # async fn run(client: cri_client::Client) -> cri_client::Result<()> {
+    /// use cri_client::streaming::{Streams, Transport};
+    /// let streams = Streams {
+    ///     stdout: Some(Box::pin(tokio::io::stdout())),
+    ///     stderr: Some(Box::pin(tokio::io::stderr())),
+    ///     ..Default::default()
+    /// };
+    /// let code = client.exec("3b6a5f1c", ["uname", "-a"], Transport::Spdy, streams).await?;
+    /// # let _ = code; Ok(()) }
+    /// ```
+    pub async fn exec<I, S>(
+        &self,
+        id: impl Into<String>,
+        cmd: I,
+        transport: cri_streaming::Transport,
+        streams: cri_streaming::Streams,
+    ) -> Result<i32>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let response = self
+            .call(ExecRequest {
+                container_id: id.into(),
+                cmd: cmd.into_iter().map(Into::into).collect(),
+                tty: streams.tty,
+                stdin: streams.stdin.is_some(),
+                stdout: streams.stdout.is_some(),
+                stderr: streams.stderr.is_some() && !streams.tty,
+            })
+            .await?;
+        Ok(cri_streaming::run(&response.url, transport, streams).await?)
+    }
+
+    /// Attaches to a container's main process: calls `Attach` for a URL and runs the
+    /// session like [`Client::exec`].
+    pub async fn attach(
+        &self,
+        id: impl Into<String>,
+        transport: cri_streaming::Transport,
+        streams: cri_streaming::Streams,
+    ) -> Result<i32> {
+        let response = self
+            .call(AttachRequest {
+                container_id: id.into(),
+                tty: streams.tty,
+                stdin: streams.stdin.is_some(),
+                stdout: streams.stdout.is_some(),
+                stderr: streams.stderr.is_some() && !streams.tty,
+            })
+            .await?;
+        Ok(cri_streaming::run(&response.url, transport, streams).await?)
+    }
+
+    /// Starts a port-forward session into a sandbox: calls `PortForward` for a URL and
+    /// connects to it. Open connections with [`PortForward::connect`] or forward a local
+    /// listener with [`PortForward::listen`].
+    ///
+    /// [`PortForward::connect`]: cri_streaming::PortForward::connect
+    /// [`PortForward::listen`]: cri_streaming::PortForward::listen
+    pub async fn port_forward(
+        &self,
+        pod_sandbox_id: impl Into<String>,
+        ports: &[u16],
+        transport: cri_streaming::Transport,
+    ) -> Result<cri_streaming::PortForward> {
+        let response = self
+            .call(PortForwardRequest {
+                pod_sandbox_id: pod_sandbox_id.into(),
+                port: ports.iter().map(|p| i32::from(*p)).collect(),
+            })
+            .await?;
+        Ok(cri_streaming::PortForward::start(&response.url, transport, ports).await?)
+    }
+
     // ----- images -----
 
     /// Images matching `filter`; over `StreamImages` when streaming is on.

@@ -99,6 +99,9 @@ pub enum Error {
         /// The runtime's detail.
         detail: String,
     },
+    /// A streaming session (exec, attach, port-forward) failed after the RPC returned its URL.
+    #[error("streaming: {0}")]
+    Streaming(#[from] cri_streaming::ClientError),
     /// The runtime answered, but the answer breaks the CRI contract (a required status
     /// field is missing, a pull returned no image reference).
     #[error("{method}: invalid response: {reason}")]
@@ -154,6 +157,7 @@ impl Error {
             | Self::RroUnsupported { .. }
             | Self::ImageVolumeMountFailed { .. } => Some(Code::Unknown),
             Self::InvalidEndpoint { .. }
+            | Self::Streaming(_)
             | Self::Connect { .. }
             | Self::UnsupportedRuntime(_)
             | Self::InvalidResponse { .. } => None,

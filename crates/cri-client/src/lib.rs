@@ -19,3 +19,11 @@ pub use error::{Error, Result};
 pub use cri_api;
 /// The gRPC crate this client is built on.
 pub use tonic;
+
+/// Interactive streaming sessions: the types [`Client::exec`], [`Client::attach`] and
+/// [`Client::port_forward`] take and return.
+pub mod streaming {
+    pub use cri_streaming::{
+        ClientError, Forwarded, PortForward, Reader, Streams, TerminalSize, Transport, Writer,
+    };
+}

@@ -27,5 +27,7 @@ pub use stream::ResponseStream;
 
 /// The API crate this server is built on; name its types through here to stay in step.
 pub use cri_api;
+/// The streaming crate (`Exec`/`Attach`/`PortForward` over SPDY and WebSocket).
+pub use cri_streaming;
 /// The gRPC crate this server is built on.
 pub use tonic;

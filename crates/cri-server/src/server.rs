@@ -71,6 +71,7 @@ pub struct Builder<L = Identity> {
     max_message_size: usize,
     drain_timeout: Option<Duration>,
     legacy_authority: bool,
+    streaming: Option<cri_streaming::Server>,
     layer: L,
 }
 
@@ -98,6 +99,7 @@ impl Default for Builder<Identity> {
             max_message_size: cri_api::MAX_MESSAGE_SIZE,
             drain_timeout: Some(DEFAULT_DRAIN_TIMEOUT),
             legacy_authority: true,
+            streaming: None,
             layer: Identity::new(),
         }
     }
@@ -168,6 +170,17 @@ impl<L> Builder<L> {
         self
     }
 
+    /// Answers `Exec`, `Attach` and `PortForward` with URLs on `server`, which runs them
+    /// with its [`StreamingRuntime`](cri_streaming::StreamingRuntime): a runtime that
+    /// implements that trait gets working streaming RPCs with no further code. Without a
+    /// streaming server, the runtime's own `exec`/`attach`/`port_forward` methods answer.
+    ///
+    /// Requests are validated first (container id, streams, no `tty` with `stderr`, ports).
+    pub fn streaming(mut self, server: cri_streaming::Server) -> Self {
+        self.streaming = Some(server);
+        self
+    }
+
     /// Wraps the CRI service in a tower layer (logging, auth, rate limits...). Layers apply
     /// outside-in in the order added: the last one added sees requests first.
     pub fn layer<N>(self, layer: N) -> Builder<Stack<N, L>> {
@@ -179,6 +192,7 @@ impl<L> Builder<L> {
             max_message_size: self.max_message_size,
             drain_timeout: self.drain_timeout,
             legacy_authority: self.legacy_authority,
+            streaming: self.streaming,
             layer: Stack::new(layer, self.layer),
         }
     }
@@ -202,6 +216,7 @@ impl<L> Builder<L> {
             RuntimeServiceServer::new(RuntimeAdapter {
                 runtime,
                 shared: shared.clone(),
+                streaming: self.streaming.clone(),
             })
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit)

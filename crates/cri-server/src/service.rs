@@ -28,6 +28,9 @@ pub(crate) struct Shared {
 pub(crate) struct RuntimeAdapter {
     pub(crate) runtime: Arc<dyn RuntimeService>,
     pub(crate) shared: Arc<Shared>,
+    /// When set, `Exec`, `Attach` and `PortForward` are answered with URLs on this
+    /// streaming server instead of calling the runtime.
+    pub(crate) streaming: Option<cri_streaming::Server>,
 }
 
 /// Serves the generated `ImageService` with an [`ImageService`] implementation.
@@ -134,6 +137,7 @@ macro_rules! adapter {
         $generated:path, $adapter:ident . $inner:ident;
         unary { $($u:ident $uname:literal ($ureq:ty) -> $uresp:ty;)* }
         streaming { $($s:ident $sname:literal ($sreq:ty) -> $sresp:ty;)* }
+        urls { $($x:ident $xname:literal ($xreq:ty) -> $xresp:ident => $url:ident;)* }
     ) => {
         #[tonic::async_trait]
         impl $generated for $adapter {
@@ -171,6 +175,32 @@ macro_rules! adapter {
                     .await
                 }
             )*
+            $(
+                async fn $x(
+                    &self,
+                    request: Request<$xreq>,
+                ) -> std::result::Result<Response<$xresp>, Status> {
+                    let inner = &self.$inner;
+                    let server = self.streaming.as_ref();
+                    call(
+                        &self.shared,
+                        $xname,
+                        const { method_index($xname) },
+                        request,
+                        |ctx, req| async move {
+                            match server {
+                                Some(server) => server
+                                    .$url(req)
+                                    .map(|url| $xresp { url })
+                                    .map_err(|e| Error::resource_exhausted(e.to_string())),
+                                None => inner.$x(ctx, req).await,
+                            }
+                        },
+                        unary,
+                    )
+                    .await
+                }
+            )*
         }
     };
 }
@@ -195,9 +225,6 @@ adapter! {
         reopen_container_log "ReopenContainerLog"
             (ReopenContainerLogRequest) -> ReopenContainerLogResponse;
         exec_sync "ExecSync" (ExecSyncRequest) -> ExecSyncResponse;
-        exec "Exec" (ExecRequest) -> ExecResponse;
-        attach "Attach" (AttachRequest) -> AttachResponse;
-        port_forward "PortForward" (PortForwardRequest) -> PortForwardResponse;
         container_stats "ContainerStats" (ContainerStatsRequest) -> ContainerStatsResponse;
         list_container_stats "ListContainerStats"
             (ListContainerStatsRequest) -> ListContainerStatsResponse;
@@ -231,6 +258,11 @@ adapter! {
         stream_pod_sandbox_metrics "StreamPodSandboxMetrics"
             (StreamPodSandboxMetricsRequest) -> StreamPodSandboxMetricsResponse;
     }
+    urls {
+        exec "Exec" (ExecRequest) -> ExecResponse => exec_url;
+        attach "Attach" (AttachRequest) -> AttachResponse => attach_url;
+        port_forward "PortForward" (PortForwardRequest) -> PortForwardResponse => port_forward_url;
+    }
 }
 
 adapter! {
@@ -245,4 +277,5 @@ adapter! {
     streaming {
         stream_images "StreamImages" (StreamImagesRequest) -> StreamImagesResponse;
     }
+    urls {}
 }

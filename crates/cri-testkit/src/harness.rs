@@ -48,6 +48,7 @@ pub struct Harness {
     socket: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    streaming: Option<cri_streaming::Server>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -72,13 +73,31 @@ impl Harness {
             socket: Some(socket),
             stop: Some(stop),
             task: Some(task),
+            streaming: None,
             _dir: Some(dir),
         })
     }
 
-    /// Serves `runtime` (both services) on a temporary Unix socket.
+    /// Serves `runtime` (both services) on a temporary Unix socket, with a streaming server
+    /// on loopback for `Exec`, `Attach` and `PortForward`.
     pub async fn fake(runtime: FakeRuntime) -> Result<Self, HarnessError> {
-        Self::start(Server::builder().service(Arc::new(runtime)).build()?).await
+        let runtime = Arc::new(runtime);
+        let streaming =
+            cri_streaming::Server::start(runtime.clone(), cri_streaming::Config::default()).await?;
+        let mut harness = Self::start(
+            Server::builder()
+                .service(runtime)
+                .streaming(streaming.clone())
+                .build()?,
+        )
+        .await?;
+        harness.streaming = Some(streaming);
+        Ok(harness)
+    }
+
+    /// The streaming server, for harnesses that run one.
+    pub fn streaming(&self) -> Option<&cri_streaming::Server> {
+        self.streaming.as_ref()
     }
 
     /// Serves `server` over in-memory pipes instead of a socket: each client connection is a
@@ -107,6 +126,7 @@ impl Harness {
             socket: None,
             stop: None,
             task: None,
+            streaming: None,
             _dir: None,
         })
     }
@@ -125,6 +145,9 @@ impl Harness {
 
     /// Stops the server gracefully and waits for it.
     pub async fn shutdown(mut self) {
+        if let Some(streaming) = self.streaming.take() {
+            streaming.shutdown();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -136,6 +159,9 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        if let Some(streaming) = self.streaming.take() {
+            streaming.shutdown();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -2,6 +2,7 @@
 
 mod images;
 mod runtime;
+mod streaming;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -89,6 +90,7 @@ pub(crate) struct Inner {
     deterministic: bool,
     next_id: AtomicU64,
     pub(crate) options: Options,
+    pub(crate) resizes: Mutex<Vec<cri_streaming::TerminalSize>>,
 }
 
 #[derive(Clone, Debug)]
@@ -114,8 +116,11 @@ pub(crate) struct Options {
 /// - a call log, queued error injection per method, hooks to change statuses and stats, and
 ///   deterministic ids on request.
 ///
-/// `Exec`, `Attach`, `PortForward`, checkpointing and the metrics RPCs answer
-/// `Unimplemented`.
+/// It also implements [`cri_streaming::StreamingRuntime`]: served with a streaming server
+/// (as [`Harness::fake`](crate::Harness::fake) does), `Exec`, `Attach` and `PortForward`
+/// work — commands run through the workload, `cat` and `attach` echo stdin, a bare `sh` is
+/// a line-by-line interactive shell, and port-forward reaches loopback ports of this machine.
+/// Checkpointing and the metrics RPCs answer `Unimplemented`.
 ///
 /// ```
 /// use cri_testkit::FakeRuntime;
@@ -219,6 +224,7 @@ impl FakeBuilder {
                 deterministic: self.deterministic,
                 next_id: AtomicU64::new(1),
                 options: self.options,
+                resizes: Mutex::new(Vec::new()),
             }),
         }
     }
