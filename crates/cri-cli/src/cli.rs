@@ -165,6 +165,8 @@ pub(crate) enum Command {
     Rmi(RmiArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Attach to a running container's main process
+    Attach(AttachArgs),
     /// Print a container's logs
     Logs(LogsArgs),
     /// Show resource usage of containers
@@ -383,26 +385,64 @@ pub(crate) struct RmiArgs {
     pub(crate) all: bool,
 }
 
+/// How streaming sessions reach the runtime's streaming server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StreamTransport {
+    /// SPDY/3.1 (crictl's default)
+    #[default]
+    Spdy,
+    /// WebSocket
+    Websocket,
+}
+
+impl From<StreamTransport> for cri_client::streaming::Transport {
+    fn from(t: StreamTransport) -> Self {
+        match t {
+            StreamTransport::Spdy => Self::Spdy,
+            StreamTransport::Websocket => Self::WebSocket,
+        }
+    }
+}
+
 /// Flags of `exec`.
 #[derive(Args, Debug)]
 pub(crate) struct ExecArgs {
-    /// Run the command synchronously (ExecSync); the only mode supported yet
+    /// Run the command synchronously with ExecSync instead of a streaming session
     #[arg(long, short = 's')]
     pub(crate) sync: bool,
-    /// Seconds the command may run (0: no limit)
+    /// Seconds the command may run with --sync (0: no limit)
     #[arg(long, default_value_t = 0)]
     pub(crate) timeout: u64,
-    /// Keep stdin open (interactive; not supported yet)
+    /// Pass stdin to the command (streaming)
     #[arg(long, short = 'i')]
     pub(crate) interactive: bool,
-    /// Allocate a TTY (interactive; not supported yet)
+    /// Allocate a TTY (streaming; stderr is merged into stdout)
     #[arg(long, short = 't')]
     pub(crate) tty: bool,
+    /// Protocol of the streaming session
+    #[arg(long, value_enum, default_value_t = StreamTransport::Spdy)]
+    pub(crate) transport: StreamTransport,
     /// The container (id or unique prefix)
     pub(crate) container: String,
     /// The command and its arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub(crate) cmd: Vec<String>,
+}
+
+/// Flags of `attach`.
+#[derive(Args, Debug)]
+pub(crate) struct AttachArgs {
+    /// Pass stdin to the process
+    #[arg(long, short = 'i')]
+    pub(crate) interactive: bool,
+    /// The container has a TTY (stderr is merged into stdout)
+    #[arg(long, short = 't')]
+    pub(crate) tty: bool,
+    /// Protocol of the streaming session
+    #[arg(long, value_enum, default_value_t = StreamTransport::Spdy)]
+    pub(crate) transport: StreamTransport,
+    /// The container (id or unique prefix)
+    pub(crate) container: String,
 }
 
 /// Flags of `logs`.

@@ -11,8 +11,8 @@ use cri_api::v1::{
 };
 
 use crate::cli::{
-    CreateArgs, DocFormat, ExecArgs, IdsArgs, InspectArgs, ListFormat, PsArgs, RemoveArgs,
-    StopArgs, UpdateArgs,
+    AttachArgs, CreateArgs, DocFormat, ExecArgs, IdsArgs, InspectArgs, ListFormat, PsArgs,
+    RemoveArgs, StopArgs, UpdateArgs,
 };
 use crate::commands::pods::write_map;
 use crate::commands::{
@@ -272,21 +272,24 @@ pub(crate) async fn remove(ctx: &mut Ctx<'_>, args: RemoveArgs) -> Result<i32> {
     .await
 }
 
-/// `exec --sync`: runs the command, copies its output and returns its exit code.
+/// `exec`: with `--sync`, runs the command with ExecSync; otherwise opens a streaming
+/// session (SPDY or WebSocket) with stdin when `-i` and a terminal when `-t`. Copies the
+/// output and returns the command's exit code.
 pub(crate) async fn exec(ctx: &mut Ctx<'_>, args: ExecArgs) -> Result<i32> {
+    let id = container_id(&ctx.client, &args.container).await?;
     if !args.sync {
-        return Err(CliError::msg(
-            "only `cri exec --sync` is supported yet; interactive exec (-i/-t, streaming) is \
-             not implemented",
-        ));
+        let client = ctx.client.clone();
+        let transport = args.transport.into();
+        return stream_session(ctx, args.interactive, args.tty, move |streams| async move {
+            client.exec(id, args.cmd, transport, streams).await
+        })
+        .await;
     }
     if args.interactive || args.tty {
         return Err(CliError::msg(
-            "-i/--interactive and -t/--tty need streaming exec, which is not supported yet; \
-             drop them to run the command with --sync",
+            "-i/--interactive and -t/--tty need a streaming session; drop --sync to get one",
         ));
     }
-    let id = container_id(&ctx.client, &args.container).await?;
     let output = ctx
         .client
         .exec_sync(id, args.cmd, Duration::from_secs(args.timeout))
@@ -296,6 +299,73 @@ pub(crate) async fn exec(ctx: &mut Ctx<'_>, args: ExecArgs) -> Result<i32> {
     ctx.err.write_all(&output.stderr)?;
     ctx.err.flush()?;
     Ok(output.exit_code)
+}
+
+/// `attach`: a streaming session with the container's main process.
+pub(crate) async fn attach(ctx: &mut Ctx<'_>, args: AttachArgs) -> Result<i32> {
+    let id = container_id(&ctx.client, &args.container).await?;
+    let client = ctx.client.clone();
+    let transport = args.transport.into();
+    stream_session(ctx, args.interactive, args.tty, move |streams| async move {
+        client.attach(id, transport, streams).await
+    })
+    .await
+}
+
+/// Runs a streaming session whose output is copied to this command's stdout and stderr
+/// (which are plain `Write`s, so the copy runs here, alongside the session).
+async fn stream_session<F, Fut>(
+    ctx: &mut Ctx<'_>,
+    interactive: bool,
+    tty: bool,
+    run: F,
+) -> Result<i32>
+where
+    F: FnOnce(cri_client::streaming::Streams) -> Fut,
+    Fut: std::future::Future<Output = cri_client::Result<i32>>,
+{
+    use tokio::io::AsyncReadExt;
+
+    let (out_writer, mut out_reader) = tokio::io::duplex(64 * 1024);
+    let (err_writer, mut err_reader) = tokio::io::duplex(64 * 1024);
+    let streams = cri_client::streaming::Streams {
+        stdin: interactive.then(|| Box::pin(tokio::io::stdin()) as cri_client::streaming::Reader),
+        stdout: Some(Box::pin(out_writer)),
+        stderr: (!tty).then(|| Box::pin(err_writer) as cri_client::streaming::Writer),
+        tty,
+        resize: None,
+    };
+    let session = run(streams);
+    let out = &mut *ctx.out;
+    let err = &mut *ctx.err;
+    let copy_out = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match out_reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return Ok::<_, std::io::Error>(()),
+                Ok(n) => {
+                    out.write_all(&buf[..n])?;
+                    out.flush()?;
+                }
+            }
+        }
+    };
+    let copy_err = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match err_reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return Ok::<_, std::io::Error>(()),
+                Ok(n) => {
+                    err.write_all(&buf[..n])?;
+                    err.flush()?;
+                }
+            }
+        }
+    };
+    let (code, wrote_out, wrote_err) = tokio::join!(session, copy_out, copy_err);
+    wrote_out?;
+    wrote_err?;
+    Ok(code?)
 }
 
 /// `update`: changes the Linux resources of each container and prints its id.

@@ -48,6 +48,7 @@ pub(crate) async fn dispatch(command: Command, ctx: &mut Ctx<'_>) -> Result<i32>
         Command::Stop(args) => containers::stop(ctx, args).await,
         Command::Rm(args) => containers::remove(ctx, args).await,
         Command::Exec(args) => containers::exec(ctx, args).await,
+        Command::Attach(args) => containers::attach(ctx, args).await,
         Command::Update(args) => containers::update(ctx, args).await,
         Command::Images(args) => images::list(ctx, args).await,
         Command::Inspecti(args) => images::inspect(ctx, args).await,

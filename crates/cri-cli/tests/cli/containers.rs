@@ -3,7 +3,7 @@
 use cri_api::v1::ContainerState;
 use serde_json::json;
 
-use crate::common::{Env, assert_aligned, json_of};
+use crate::common::{BIN, Env, assert_aligned, json_of};
 
 const PS_COLUMNS: [&str; 8] = [
     "CONTAINER",
@@ -363,14 +363,96 @@ async fn exec_sync_copies_output_and_exit_code() {
     let err = out.failed();
     assert!(err.contains("timed out"), "{err}");
 
-    let err = env.cri(&["exec", &id, "echo", "hi"]).await;
+    let err = env.cri(&["exec", "-s", "-it", &id, "sh"]).await;
     assert!(
-        err.failed()
-            .contains("only `cri exec --sync` is supported yet"),
+        err.failed().contains("need a streaming session"),
         "{err:#?}"
     );
-    let err = env.cri(&["exec", "-s", "-it", &id, "sh"]).await;
-    assert!(err.failed().contains("not supported yet"), "{err:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_exec_and_attach() {
+    let env = Env::new().await;
+    let pod = env.pod("p").await;
+    let id = env
+        .container(&pod, "shell", &["sleep", "infinity"], true)
+        .await;
+    for transport in ["spdy", "websocket"] {
+        let out = env
+            .cri(&[
+                "exec",
+                "--transport",
+                transport,
+                &id,
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ])
+            .await;
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (3, "out\n", "err\n"),
+            "{transport}: {out:#?}"
+        );
+        let out = env
+            .cri(&[
+                "exec",
+                "-t",
+                "--transport",
+                transport,
+                &id,
+                "sh",
+                "-c",
+                "echo merged >&2",
+            ])
+            .await;
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "merged\n"),
+            "{transport}: {out:#?}"
+        );
+    }
+    // -i passes stdin (here: piped) to the command.
+    let endpoint = env.endpoint.clone();
+    let container = id.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "-r",
+                &endpoint,
+                "--config",
+                "/dev/null",
+                "exec",
+                "-i",
+                &container,
+                "cat",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"typed input\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (output.status.code(), output.stdout.as_slice()),
+        (Some(0), &b"typed input\n"[..])
+    );
+    // attach echoes stdin (the fake's simulated main process); without -i it just ends.
+    let out = env.cri(&["attach", &id]).await;
+    assert_eq!(out.code, 0, "{out:#?}");
+    let out = env
+        .cri(&["exec", "--transport", "spdy", "nope", "true"])
+        .await;
+    out.failed();
 }
 
 #[tokio::test(flavor = "multi_thread")]
