@@ -167,6 +167,8 @@ pub(crate) enum Command {
     Exec(ExecArgs),
     /// Attach to a running container's main process
     Attach(AttachArgs),
+    /// Forward local TCP ports to ports in a pod sandbox
+    PortForward(PortForwardArgs),
     /// Print a container's logs
     Logs(LogsArgs),
     /// Show resource usage of containers
@@ -443,6 +445,22 @@ pub(crate) struct AttachArgs {
     pub(crate) transport: StreamTransport,
     /// The container (id or unique prefix)
     pub(crate) container: String,
+}
+
+/// Flags of `port-forward`.
+#[derive(Args, Debug)]
+pub(crate) struct PortForwardArgs {
+    /// Protocol of the streaming session
+    #[arg(long, value_enum, default_value_t = StreamTransport::Spdy)]
+    pub(crate) transport: StreamTransport,
+    /// Local address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) address: std::net::IpAddr,
+    /// The pod sandbox (id or unique prefix)
+    pub(crate) pod: String,
+    /// Port pairs LOCAL:REMOTE (LOCAL 0 picks a free port; a single number means both)
+    #[arg(required = true)]
+    pub(crate) ports: Vec<String>,
 }
 
 /// Flags of `logs`.

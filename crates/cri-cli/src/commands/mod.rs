@@ -49,6 +49,7 @@ pub(crate) async fn dispatch(command: Command, ctx: &mut Ctx<'_>) -> Result<i32>
         Command::Rm(args) => containers::remove(ctx, args).await,
         Command::Exec(args) => containers::exec(ctx, args).await,
         Command::Attach(args) => containers::attach(ctx, args).await,
+        Command::PortForward(args) => pods::port_forward(ctx, args).await,
         Command::Update(args) => containers::update(ctx, args).await,
         Command::Images(args) => images::list(ctx, args).await,
         Command::Inspecti(args) => images::inspect(ctx, args).await,

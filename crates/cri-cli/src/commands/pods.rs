@@ -226,6 +226,66 @@ pub(crate) async fn remove(ctx: &mut Ctx<'_>, args: RemoveArgs) -> Result<i32> {
     .await
 }
 
+/// `port-forward POD LOCAL:REMOTE...`: listens locally and forwards each connection into the
+/// sandbox through the runtime's streaming server, until interrupted.
+pub(crate) async fn port_forward(
+    ctx: &mut Ctx<'_>,
+    args: crate::cli::PortForwardArgs,
+) -> Result<i32> {
+    let pod = pod_id(&ctx.client, &args.pod).await?;
+    let mut pairs = Vec::new();
+    for spec in &args.ports {
+        let (local, remote) = spec
+            .split_once(':')
+            .unwrap_or((spec.as_str(), spec.as_str()));
+        let parse = |text: &str| {
+            text.parse::<u16>()
+                .map_err(|_| CliError::msg(format!("{spec:?} is not LOCAL:REMOTE ports")))
+        };
+        let (local, remote) = (parse(local)?, parse(remote)?);
+        if remote == 0 {
+            return Err(CliError::msg(format!(
+                "{spec:?}: the remote port cannot be 0"
+            )));
+        }
+        pairs.push((local, remote));
+    }
+    let remotes: Vec<u16> = pairs.iter().map(|(_, r)| *r).collect();
+    let forward = ctx
+        .client
+        .port_forward(&pod, &remotes, args.transport.into())
+        .await?;
+    let forward = std::sync::Arc::new(forward);
+    let mut tasks = Vec::new();
+    for (local, remote) in pairs {
+        let listener = tokio::net::TcpListener::bind((args.address, local)).await?;
+        let bound = listener.local_addr()?;
+        writeln!(ctx.out, "Forwarding from {bound} -> {remote}")?;
+        ctx.out.flush()?;
+        let forward = forward.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let forward = forward.clone();
+                tokio::spawn(async move {
+                    match forward.connect(remote).await {
+                        Ok(mut stream) => {
+                            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, remote, "port-forward connection failed")
+                        }
+                    }
+                });
+            }
+        }));
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    for task in tasks {
+        task.abort();
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

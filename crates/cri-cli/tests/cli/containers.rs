@@ -502,3 +502,63 @@ async fn update_changes_resources() {
         "usage error"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_forwards_local_connections() {
+    use std::io::BufRead as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = Env::new().await;
+    let pod = env.pod("pf").await;
+    // The service inside the "pod": the fake forwards to loopback ports of this machine.
+    let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote = service.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = service.accept().await {
+            tokio::spawn(async move {
+                conn.write_all(b"hello from the pod\n").await.unwrap();
+            });
+        }
+    });
+    for transport in ["spdy", "websocket"] {
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "-r",
+                &env.endpoint,
+                "--config",
+                "/dev/null",
+                "port-forward",
+                "--transport",
+                transport,
+                &pod,
+            ])
+            .arg(format!("0:{remote}"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        let local: std::net::SocketAddr = line
+            .strip_prefix("Forwarding from ")
+            .and_then(|l| l.split(" -> ").next())
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .parse()
+            .unwrap();
+        let mut conn = tokio::net::TcpStream::connect(local).await.unwrap();
+        let mut got = vec![0u8; 19];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"hello from the pod\n", "{transport}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let err = env.cri(&["port-forward", &pod, "80:x"]).await;
+    assert!(err.failed().contains("is not LOCAL:REMOTE"), "{err:#?}");
+}
