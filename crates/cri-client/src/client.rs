@@ -336,23 +336,17 @@ impl Client {
         &self,
         filter: Option<PodSandboxFilter>,
     ) -> Result<Vec<PodSandbox>> {
-        let request = StreamPodSandboxesRequest {
-            filter: filter.clone(),
-        };
-        let streamed = self
-            .list_streamed(
-                "StreamPodSandboxes",
-                move |mut c: RuntimeServiceClient<Channel>, r| async move {
-                    c.stream_pod_sandboxes(r).await
-                },
-                request,
-                |b: StreamPodSandboxesResponse| b.pod_sandboxes,
-            )
-            .await?;
-        match streamed {
-            Some(items) => Ok(items),
-            None => Ok(self.call(ListPodSandboxRequest { filter }).await?.items),
-        }
+        self.list(
+            "StreamPodSandboxes",
+            StreamPodSandboxesRequest {
+                filter: filter.clone(),
+            },
+            |mut s, r| async move { s.runtime.stream_pod_sandboxes(r).await },
+            |b: StreamPodSandboxesResponse| b.pod_sandboxes,
+            ListPodSandboxRequest { filter },
+            |r| r.items,
+        )
+        .await
     }
 
     /// Sandbox stats of one sandbox.
@@ -373,26 +367,17 @@ impl Client {
         &self,
         filter: Option<PodSandboxStatsFilter>,
     ) -> Result<Vec<PodSandboxStats>> {
-        let request = StreamPodSandboxStatsRequest {
-            filter: filter.clone(),
-        };
-        let streamed = self
-            .list_streamed(
-                "StreamPodSandboxStats",
-                move |mut c: RuntimeServiceClient<Channel>, r| async move {
-                    c.stream_pod_sandbox_stats(r).await
-                },
-                request,
-                |b: StreamPodSandboxStatsResponse| b.pod_sandbox_stats,
-            )
-            .await?;
-        match streamed {
-            Some(items) => Ok(items),
-            None => Ok(self
-                .call(ListPodSandboxStatsRequest { filter })
-                .await?
-                .stats),
-        }
+        self.list(
+            "StreamPodSandboxStats",
+            StreamPodSandboxStatsRequest {
+                filter: filter.clone(),
+            },
+            |mut s, r| async move { s.runtime.stream_pod_sandbox_stats(r).await },
+            |b: StreamPodSandboxStatsResponse| b.pod_sandbox_stats,
+            ListPodSandboxStatsRequest { filter },
+            |r| r.stats,
+        )
+        .await
     }
 
     // ----- containers -----
@@ -458,26 +443,17 @@ impl Client {
 
     /// Containers matching `filter`; over `StreamContainers` when streaming is on.
     pub async fn list_containers(&self, filter: Option<ContainerFilter>) -> Result<Vec<Container>> {
-        let request = StreamContainersRequest {
-            filter: filter.clone(),
-        };
-        let streamed = self
-            .list_streamed(
-                "StreamContainers",
-                move |mut c: RuntimeServiceClient<Channel>, r| async move {
-                    c.stream_containers(r).await
-                },
-                request,
-                |b: StreamContainersResponse| b.containers,
-            )
-            .await?;
-        match streamed {
-            Some(items) => Ok(items),
-            None => Ok(self
-                .call(ListContainersRequest { filter })
-                .await?
-                .containers),
-        }
+        self.list(
+            "StreamContainers",
+            StreamContainersRequest {
+                filter: filter.clone(),
+            },
+            |mut s, r| async move { s.runtime.stream_containers(r).await },
+            |b: StreamContainersResponse| b.containers,
+            ListContainersRequest { filter },
+            |r| r.containers,
+        )
+        .await
     }
 
     /// Asks the runtime to reopen a container's log file (after rotation).
@@ -534,44 +510,30 @@ impl Client {
         &self,
         filter: Option<ContainerStatsFilter>,
     ) -> Result<Vec<ContainerStats>> {
-        let request = StreamContainerStatsRequest {
-            filter: filter.clone(),
-        };
-        let streamed = self
-            .list_streamed(
-                "StreamContainerStats",
-                move |mut c: RuntimeServiceClient<Channel>, r| async move {
-                    c.stream_container_stats(r).await
-                },
-                request,
-                |b: StreamContainerStatsResponse| b.container_stats,
-            )
-            .await?;
-        match streamed {
-            Some(items) => Ok(items),
-            None => Ok(self.call(ListContainerStatsRequest { filter }).await?.stats),
-        }
+        self.list(
+            "StreamContainerStats",
+            StreamContainerStatsRequest {
+                filter: filter.clone(),
+            },
+            |mut s, r| async move { s.runtime.stream_container_stats(r).await },
+            |b: StreamContainerStatsResponse| b.container_stats,
+            ListContainerStatsRequest { filter },
+            |r| r.stats,
+        )
+        .await
     }
 
     /// Metrics of every sandbox; over `StreamPodSandboxMetrics` when streaming is on.
     pub async fn list_pod_sandbox_metrics(&self) -> Result<Vec<PodSandboxMetrics>> {
-        let streamed = self
-            .list_streamed(
-                "StreamPodSandboxMetrics",
-                move |mut c: RuntimeServiceClient<Channel>, r| async move {
-                    c.stream_pod_sandbox_metrics(r).await
-                },
-                StreamPodSandboxMetricsRequest {},
-                |b: StreamPodSandboxMetricsResponse| b.pod_sandbox_metrics,
-            )
-            .await?;
-        match streamed {
-            Some(items) => Ok(items),
-            None => Ok(self
-                .call(ListPodSandboxMetricsRequest {})
-                .await?
-                .pod_metrics),
-        }
+        self.list(
+            "StreamPodSandboxMetrics",
+            StreamPodSandboxMetricsRequest {},
+            |mut s, r| async move { s.runtime.stream_pod_sandbox_metrics(r).await },
+            |b: StreamPodSandboxMetricsResponse| b.pod_sandbox_metrics,
+            ListPodSandboxMetricsRequest {},
+            |r| r.pod_metrics,
+        )
+        .await
     }
 
     /// The `GetContainerEvents` stream: every container event from now on, with no deadline.
@@ -697,14 +659,17 @@ impl Client {
 
     /// Images matching `filter`; over `StreamImages` when streaming is on.
     pub async fn list_images(&self, filter: Option<ImageFilter>) -> Result<Vec<Image>> {
-        let request = StreamImagesRequest {
-            filter: filter.clone(),
-        };
-        let streamed = self.list_streamed_image(request).await?;
-        match streamed {
-            Some(items) => Ok(items),
-            None => Ok(self.call(ListImagesRequest { filter }).await?.images),
-        }
+        self.list(
+            "StreamImages",
+            StreamImagesRequest {
+                filter: filter.clone(),
+            },
+            |mut s, r| async move { s.image.stream_images(r).await },
+            |b: StreamImagesResponse| b.images,
+            ListImagesRequest { filter },
+            |r| r.images,
+        )
+        .await
     }
 
     /// The status of an image by tag, id or digest; `None` when the runtime does not have it.
@@ -763,45 +728,34 @@ impl Client {
         self.list_streaming && !self.streams_unsupported.load(Ordering::Relaxed)
     }
 
-    /// Collects a `Stream*` RPC when streaming is on and supported; `Ok(None)` means "use the
-    /// unary call". `Unimplemented` (at creation or first receive) turns streaming off for
-    /// good on this client and its clones.
-    async fn list_streamed<Req, Batch, Item, F, Fut>(
+    /// A `List*` call: over its `Stream*` RPC when streaming is on and supported (batches
+    /// concatenated), otherwise — and for good once the runtime answers `Unimplemented`, at
+    /// creation or first receive — over the unary RPC.
+    async fn list<S, Batch, U, Item, Fut>(
         &self,
         method: &'static str,
-        open: F,
-        request: Req,
-        items: impl Fn(Batch) -> Vec<Item>,
-    ) -> Result<Option<Vec<Item>>>
+        stream_request: S,
+        open: impl FnOnce(Stubs, tonic::Request<S>) -> Fut,
+        batch_items: impl Fn(Batch) -> Vec<Item>,
+        unary: U,
+        unary_items: impl FnOnce(U::Response) -> Vec<Item>,
+    ) -> Result<Vec<Item>>
     where
-        F: FnOnce(RuntimeServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        U: Call,
         Fut: std::future::Future<
                 Output = std::result::Result<tonic::Response<tonic::Streaming<Batch>>, Status>,
             >,
     {
-        if !self.streaming_enabled() {
-            return Ok(None);
+        if self.streaming_enabled() {
+            let stubs = self.stubs.clone();
+            let streamed = self
+                .collect_stream(method, stream_request, |r| open(stubs, r), batch_items)
+                .await?;
+            if let Some(items) = streamed {
+                return Ok(items);
+            }
         }
-        let client = self.stubs.runtime.clone();
-        self.collect_stream(method, request, |r| open(client, r), items)
-            .await
-    }
-
-    async fn list_streamed_image(
-        &self,
-        request: StreamImagesRequest,
-    ) -> Result<Option<Vec<Image>>> {
-        if !self.streaming_enabled() {
-            return Ok(None);
-        }
-        let mut client = self.stubs.image.clone();
-        self.collect_stream(
-            "StreamImages",
-            request,
-            |r| async move { client.stream_images(r).await },
-            |b: StreamImagesResponse| b.images,
-        )
-        .await
+        Ok(unary_items(self.call(unary).await?))
     }
 
     async fn collect_stream<Req, Batch, Item, Fut>(
