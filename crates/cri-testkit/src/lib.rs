@@ -5,6 +5,7 @@ pub mod conformance;
 mod fake;
 mod harness;
 pub mod peer;
+pub mod registry;
 pub mod workload;
 
 pub use fake::{CallRecord, FakeBuilder, FakeRuntime, normalize_image_reference};
