@@ -1,0 +1,426 @@
+//! The runtime's state: pods and containers in memory, mirrored on disk, with one watcher task
+//! per live monitor.
+//!
+//! Locking: the two maps are behind short-lived std mutexes (never held across an await);
+//! each object has a tokio mutex (`op`) that serialises the slow operations on it (start,
+//! stop, remove, update), and a watch channel that carries its exit once seen.
+
+mod containers;
+mod exec;
+mod pods;
+mod service;
+mod stats;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use cri_api::v1::{ContainerEventResponse, ContainerEventType};
+use cri_oci::image::{RegistryConfig, Store};
+use cri_oci::spec::Host;
+use cri_server::{EventBroadcaster, Result};
+use tokio::sync::watch;
+
+use crate::cgroups::Cgroups;
+use crate::monitor::protocol::{self, ExitRecord, Handshake, MonitorConfig, Request};
+use crate::runc::Runc;
+use crate::state::{self, ContainerRecord, PodRecord};
+
+pub(crate) use containers::Container;
+pub(crate) use exec::{ExecFiles, KillOnDrop};
+pub(crate) use pods::{Pod, host_network};
+pub(crate) use stats::disk_usage;
+
+/// How the runtime was configured.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// `--root`.
+    pub(crate) root: PathBuf,
+    /// The pause image reference.
+    pub(crate) pause_image: String,
+    /// Mirrors and plain-HTTP hosts for pulls.
+    pub(crate) registry: RegistryConfig,
+    /// This binary, started as `monitor`.
+    pub(crate) monitor_exe: PathBuf,
+}
+
+/// The runtime: serves both CRI services (`service.rs`, `crate::images`) and streaming
+/// (`crate::streaming`).
+pub(crate) struct Runtime {
+    /// How it was started.
+    pub(crate) config: Config,
+    /// runc, with our `--root`.
+    pub(crate) runc: Runc,
+    /// The image store under `<root>/images`.
+    pub(crate) images: Store,
+    /// Host facts for spec generation.
+    pub(crate) host: Host,
+    /// Where stats and OOM counters are read.
+    pub(crate) cgroups: Cgroups,
+    /// `GetContainerEvents` fan-out.
+    pub(crate) events: EventBroadcaster,
+    pods: Mutex<BTreeMap<String, Arc<Pod>>>,
+    containers: Mutex<BTreeMap<String, Arc<Container>>>,
+    /// Pod and container names being created or in use (CRI forbids duplicates).
+    names: Mutex<HashSet<String>>,
+    /// A handle on ourselves, for the background watcher tasks.
+    this: Weak<Runtime>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A fresh 64-hex-digit id.
+pub(crate) fn new_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if filled.is_err() {
+        // Practically unreachable; fall back to time and pid, still unique enough here.
+        let seed = protocol::now_nanos() as u128 ^ u128::from(std::process::id()) << 64;
+        bytes[..16].copy_from_slice(&seed.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether this process has `CAP_SYS_RESOURCE` (needed to lower an `oom_score_adj`).
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+/// What the host allows, with the runtime's own choices applied.
+pub(crate) fn detect_host(cgroup_parent: &str) -> Host {
+    let mut host = Host::detect();
+    host.cgroup_parent = cgroup_parent.to_string();
+    if !has_cap_sys_resource() {
+        // Without CAP_SYS_RESOURCE a negative oom_score_adj fails in runc: clamp to ours.
+        host.restrict_oom_score_adj = true;
+    }
+    host
+}
+
+impl Runtime {
+    /// Opens (or creates) the state under `config.root` and reattaches to everything that
+    /// survived: live monitors get a watcher; containers whose monitor is gone are reported
+    /// exited with reason `Unknown`.
+    pub(crate) async fn open(config: Config, runc: Runc, host: Host) -> std::io::Result<Arc<Self>> {
+        for dir in ["pods", "containers", "images"] {
+            std::fs::create_dir_all(config.root.join(dir))?;
+        }
+        std::fs::create_dir_all(runc.root())?;
+        let images = Store::open(config.root.join("images")).map_err(std::io::Error::other)?;
+        let runtime = Arc::new_cyclic(|this| Runtime {
+            config,
+            runc,
+            images,
+            host,
+            cgroups: Cgroups::default(),
+            events: EventBroadcaster::default(),
+            pods: Mutex::default(),
+            containers: Mutex::default(),
+            names: Mutex::default(),
+            this: this.clone(),
+        });
+        runtime.recover().await;
+        Ok(runtime)
+    }
+
+    /// An owning handle for background tasks.
+    fn arc(&self) -> Arc<Runtime> {
+        self.this
+            .upgrade()
+            .expect("the runtime is alive while its methods run")
+    }
+
+    fn pods_dir(&self) -> PathBuf {
+        self.config.root.join("pods")
+    }
+
+    fn containers_dir(&self) -> PathBuf {
+        self.config.root.join("containers")
+    }
+
+    async fn recover(&self) {
+        for (dir, record) in state::load_all::<PodRecord>(&self.pods_dir(), state::POD_FILE) {
+            match record {
+                Ok(record) => {
+                    let exit = protocol::read_exit(&dir);
+                    let name = pods::name_key(&record.config);
+                    let pod = Arc::new(Pod::new(dir, record, exit.clone()));
+                    lock(&self.names).insert(name);
+                    lock(&self.pods).insert(pod.id(), pod.clone());
+                    if exit.is_none() {
+                        self.watch_pod(&pod);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(dir = %dir.display(), %why, "removing an unfinished pod");
+                    self.discard_dir(&dir).await;
+                }
+            }
+        }
+        for (dir, record) in
+            state::load_all::<ContainerRecord>(&self.containers_dir(), state::CONTAINER_FILE)
+        {
+            match record {
+                Ok(record) => {
+                    let exit = protocol::read_exit(&dir);
+                    let name = containers::name_key(&record.pod_id, &record.config);
+                    let container = Arc::new(Container::new(dir, record, exit.clone()));
+                    lock(&self.names).insert(name);
+                    lock(&self.containers).insert(container.id(), container.clone());
+                    if exit.is_none() {
+                        self.watch_container(&container);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(dir = %dir.display(), %why, "removing an unfinished container");
+                    self.discard_dir(&dir).await;
+                }
+            }
+        }
+        let (pods, containers) = (lock(&self.pods).len(), lock(&self.containers).len());
+        tracing::info!(pods, containers, "state loaded");
+    }
+
+    /// Removes what an interrupted creation left: runc's container, the rootfs, the directory.
+    async fn discard_dir(&self, dir: &Path) {
+        if let Some(id) = dir.file_name().and_then(|n| n.to_str())
+            && let Err(e) = self.runc.delete(id).await
+        {
+            tracing::warn!(id, error = %e, "runc delete of an unfinished container");
+        }
+        if let Err(e) = cri_oci::image::cleanup_rootfs(&dir.join("rootfs")) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing an unfinished rootfs");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    pub(crate) fn pod(&self, id: &str) -> Option<Arc<Pod>> {
+        lock(&self.pods).get(id).cloned()
+    }
+
+    pub(crate) fn container(&self, id: &str) -> Option<Arc<Container>> {
+        lock(&self.containers).get(id).cloned()
+    }
+
+    pub(crate) fn all_pods(&self) -> Vec<Arc<Pod>> {
+        lock(&self.pods).values().cloned().collect()
+    }
+
+    pub(crate) fn all_containers(&self) -> Vec<Arc<Container>> {
+        lock(&self.containers).values().cloned().collect()
+    }
+
+    pub(crate) fn containers_of(&self, pod_id: &str) -> Vec<Arc<Container>> {
+        lock(&self.containers)
+            .values()
+            .filter(|c| c.pod_id() == pod_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Reserves a name; `false` if it is taken.
+    fn reserve(&self, key: String) -> bool {
+        lock(&self.names).insert(key)
+    }
+
+    fn release(&self, key: &str) {
+        lock(&self.names).remove(key);
+    }
+
+    /// Starts the monitor for the bundle in `dir` and waits for `runc create` to finish;
+    /// returns the init pid.
+    async fn start_monitor(&self, dir: &Path, config: &MonitorConfig) -> Result<u32> {
+        use tokio::io::AsyncBufReadExt;
+        state::save(dir, protocol::CONFIG_FILE, config)
+            .map_err(|e| crate::error::io("writing monitor.json", e))?;
+        let log = std::fs::File::create(dir.join(protocol::MONITOR_LOG_FILE))
+            .map_err(|e| crate::error::io("creating monitor.log", e))?;
+        let mut child = tokio::process::Command::new(&self.config.monitor_exe)
+            .arg("monitor")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| crate::error::io("starting the container monitor", e))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| cri_server::Error::internal("the monitor has no stdout"))?;
+        // The monitor lives on after this; dropping the handle leaves it running and Tokio
+        // reaps it when it exits (while this runtime lives).
+        drop(child);
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        let read = tokio::time::timeout(Duration::from_secs(120), reader.read_line(&mut line));
+        match read.await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => {
+                let log = std::fs::read_to_string(dir.join(protocol::MONITOR_LOG_FILE))
+                    .unwrap_or_default();
+                return Err(cri_server::Error::internal(format!(
+                    "the container monitor exited before creating the container: {}",
+                    log.trim()
+                )));
+            }
+            Err(_) => {
+                return Err(cri_server::Error::internal(
+                    "runc create did not finish within 120 s",
+                ));
+            }
+        }
+        let handshake: Handshake = serde_json::from_str(&line).map_err(|e| {
+            cri_server::Error::internal(format!("unreadable monitor handshake {line:?}: {e}"))
+        })?;
+        match (handshake.pid, handshake.error) {
+            (Some(pid), _) => Ok(pid),
+            (None, error) => Err(cri_server::Error::internal(format!(
+                "runc create failed: {}",
+                error.unwrap_or_else(|| "no reason given".into())
+            ))),
+        }
+    }
+
+    /// Watches the pause container of `pod`: when it exits, the pod is no longer ready.
+    fn watch_pod(&self, pod: &Arc<Pod>) {
+        let runtime = self.arc();
+        let pod = pod.clone();
+        tokio::spawn(async move {
+            let exit = wait_exit(&pod.dir).await;
+            let exit = match exit {
+                Ok(exit) => exit,
+                Err(lost) => {
+                    runtime
+                        .handle_lost(&pod.dir, &pod.id(), pod.pause_pid(), lost)
+                        .await
+                }
+            };
+            pod.set_exit(exit);
+        });
+    }
+
+    /// Watches `container`: when it exits, publishes the stopped event, then the exit.
+    fn watch_container(&self, container: &Arc<Container>) {
+        let runtime = self.arc();
+        let container = container.clone();
+        tokio::spawn(async move {
+            let exit = match wait_exit(&container.dir).await {
+                Ok(exit) => exit,
+                Err(lost) => {
+                    runtime
+                        .handle_lost(&container.dir, &container.id(), container.pid(), lost)
+                        .await
+                }
+            };
+            // A start in progress publishes its event first, so the order stays
+            // created, started, stopped.
+            let gate = container.start_gate.lock().await;
+            container.set_exit(exit);
+            runtime.publish(&container, ContainerEventType::ContainerStoppedEvent);
+            drop(gate);
+        });
+    }
+
+    /// A monitor that died without recording the exit: the container's output and status
+    /// are lost. The container is killed (nothing owns its stdio any more) and reported
+    /// exited with reason `Unknown`; the record is persisted so a restart agrees.
+    async fn handle_lost(&self, dir: &Path, id: &str, pid: u32, lost: ExitRecord) -> ExitRecord {
+        tracing::warn!(id, message = %lost.message, "container monitor lost");
+        if let Err(e) = self.runc.kill(id, "KILL", false).await
+            && !e.is_not_running()
+            && !e.is_not_found()
+        {
+            tracing::warn!(id, error = %e, "killing a container whose monitor is gone");
+        }
+        // If its init was reparented to us (we are a subreaper), reap it.
+        if let Some(pid) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            for _ in 0..20 {
+                match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        if let Err(e) = protocol::write_json_atomic(&dir.join(protocol::EXIT_FILE), &lost) {
+            tracing::warn!(id, error = %e, "recording a lost container");
+        }
+        lost
+    }
+
+    /// Publishes a container event with the container's and its pod's status.
+    pub(crate) fn publish(&self, container: &Container, kind: ContainerEventType) {
+        let pod_sandbox_status = self.pod(&container.pod_id()).map(|p| p.status());
+        self.events.publish(ContainerEventResponse {
+            container_id: container.id(),
+            container_event_type: kind as i32,
+            created_at: protocol::now_nanos(),
+            pod_sandbox_status,
+            containers_statuses: if kind == ContainerEventType::ContainerDeletedEvent {
+                Vec::new()
+            } else {
+                vec![container.status()]
+            },
+        });
+    }
+}
+
+/// Waits for the monitor in `dir` to report the exit. `Err` carries the record of a lost
+/// monitor (gone without writing `exit.json`).
+async fn wait_exit(dir: &Path) -> std::result::Result<ExitRecord, ExitRecord> {
+    let mut failures = 0;
+    loop {
+        match protocol::call(dir, &Request::Wait).await {
+            Ok((reply, _)) if reply.exit.is_some() => {
+                return Ok(reply.exit.unwrap_or_else(|| ExitRecord::lost("")));
+            }
+            _ => {
+                // The monitor is gone or went away mid-answer: it may have just recorded the
+                // exit and left.
+                if let Some(exit) = protocol::read_exit(dir) {
+                    return Ok(exit);
+                }
+                failures += 1;
+                if protocol::connect(dir).await.is_ok() && failures < 50 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(exit) = protocol::read_exit(dir) {
+                    return Ok(exit);
+                }
+                return Err(ExitRecord::lost(
+                    "the container's monitor process exited without recording how the \
+                     container ended; its exit code and any output since are lost",
+                ));
+            }
+        }
+    }
+}
+
+/// Blocks on the watch channel until an exit is recorded, for at most `limit`.
+pub(crate) async fn exited_within(
+    exit: &watch::Sender<Option<ExitRecord>>,
+    limit: Duration,
+) -> Option<ExitRecord> {
+    let mut receiver = exit.subscribe();
+    match tokio::time::timeout(limit, receiver.wait_for(Option::is_some)).await {
+        Ok(Ok(record)) => record.clone(),
+        _ => None,
+    }
+}

@@ -1,0 +1,81 @@
+//! Serving: the runtime, its streaming server and the CRI socket, wired together.
+
+use std::sync::Arc;
+
+use cri_oci::image::RegistryConfig;
+
+use crate::cli::ServeArgs;
+use crate::runc::Runc;
+use crate::runtime::{Config, Runtime, detect_host};
+
+/// Runs the runtime until SIGTERM or SIGINT. Containers keep running after it stops: their
+/// monitors own them, and the next start finds them again.
+pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
+    // Processes of `runc exec --detach` (terminal execs) are orphaned when runc exits; as a
+    // child subreaper this runtime inherits and waits for them.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| format!("becoming a child subreaper: {e}"))?;
+    let mut registry = RegistryConfig::default();
+    for (host, endpoint) in &args.registry_mirrors {
+        registry
+            .mirrors
+            .entry(host.clone())
+            .or_default()
+            .push(endpoint.clone());
+    }
+    registry.plain_http = args.plain_http.clone();
+    let config = Config {
+        root: args.root.clone(),
+        pause_image: args.pause_image.clone(),
+        registry,
+        monitor_exe: std::env::current_exe()
+            .map_err(|e| format!("finding this binary (to start monitors): {e}"))?,
+    };
+    let runc = Runc::new(&args.runc, args.runc_root());
+    let host = detect_host(&args.cgroup_parent);
+    tracing::info!(
+        root = %args.root.display(),
+        runc_root = %runc.root().display(),
+        restrict_oom_score_adj = host.restrict_oom_score_adj,
+        "starting"
+    );
+    let runtime = Runtime::open(config, runc, host)
+        .await
+        .map_err(|e| format!("opening the state under {}: {e}", args.root.display()))?;
+    for archive in &args.imports {
+        let images = runtime.images.clone();
+        let path = archive.clone();
+        let imported = tokio::task::spawn_blocking(move || images.import_archive(&path))
+            .await
+            .map_err(|e| format!("importing {}: {e}", archive.display()))?
+            .map_err(|e| format!("importing {}: {e}", archive.display()))?;
+        for image in imported {
+            tracing::info!(archive = %archive.display(), id = %image.id, tags = ?image.repo_tags, "imported");
+        }
+    }
+    let streaming = cri_streaming::Server::start(
+        runtime.clone() as Arc<dyn cri_streaming::StreamingRuntime>,
+        cri_streaming::Config {
+            addr: args.streaming_addr,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "starting the streaming server on {}: {e}",
+            args.streaming_addr
+        )
+    })?;
+    let bound = cri_server::Server::builder()
+        .service(runtime.clone())
+        .streaming(streaming.clone())
+        .build()
+        .and_then(|server| server.bind(&args.socket))
+        .map_err(|e| e.to_string())?;
+    tracing::info!(socket = %args.socket.display(), streaming = %streaming.local_addr(), "serving");
+    let served = bound.serve().await.map_err(|e| e.to_string());
+    streaming.shutdown();
+    tracing::info!("stopped; containers keep running under their monitors");
+    served
+}

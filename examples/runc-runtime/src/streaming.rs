@@ -1,0 +1,347 @@
+//! Exec, attach and port-forward for the streaming server.
+//!
+//! - **exec** without a terminal runs `runc exec` in the foreground with pipes; with a
+//!   terminal, `runc exec --detach --console-socket` hands over the pty master, and the
+//!   process — orphaned when runc exits — is reparented to this runtime (a child subreaper),
+//!   which waits for it.
+//! - **attach** connects to the container's monitor: one control-socket connection per
+//!   stream, plus resize requests.
+//! - **port-forward** connects to `127.0.0.1:<port>` in the pod's network namespace: directly
+//!   for host-network pods, else from a short-lived thread that first moves into
+//!   `/proc/<pause pid>/ns/net`.
+
+use std::fs::File;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::process::Stdio;
+use std::time::Duration;
+
+use cri_api::v1::ContainerState;
+use cri_streaming::{Duplex, Session, StreamError, StreamingRuntime, Writer, async_trait};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+use crate::monitor::console;
+use crate::monitor::protocol::{self, AttachStream, Request};
+use crate::runtime::{ExecFiles, KillOnDrop, Runtime, exited_within, host_network};
+
+/// How long output may still arrive after the process has exited.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+fn failed(e: impl std::fmt::Display) -> StreamError {
+    StreamError::Failed(e.to_string())
+}
+
+fn cri_error(e: cri_server::Error) -> StreamError {
+    match e {
+        cri_server::Error::NotFound(m) => StreamError::NotFound(m),
+        other => StreamError::Failed(other.to_string()),
+    }
+}
+
+/// Copies `from` to `to` (or discards it when nobody asked), then closes `to`.
+async fn copy_out<R: AsyncRead + Unpin>(mut from: R, to: Option<Writer>) {
+    match to {
+        Some(mut to) => {
+            let _ = tokio::io::copy(&mut from, &mut to).await;
+            let _ = to.shutdown().await;
+        }
+        None => {
+            let _ = tokio::io::copy(&mut from, &mut tokio::io::sink()).await;
+        }
+    }
+}
+
+/// Waits for an output task, for at most [`OUTPUT_GRACE`] (background processes may hold the
+/// stream open).
+async fn finish(task: JoinHandle<()>) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(OUTPUT_GRACE, task).await.is_err() {
+        abort.abort();
+    }
+}
+
+impl Runtime {
+    async fn exec_pipes(
+        &self,
+        id: &str,
+        files: &ExecFiles,
+        session: Session,
+    ) -> Result<i32, StreamError> {
+        let mut child = self
+            .exec_command(id, files, None)
+            .stdin(if session.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .map_err(|e| failed(format!("running runc exec: {e}")))?;
+        let mut guard = KillOnDrop(files, true);
+        let stdin = match (session.stdin, child.stdin.take()) {
+            (Some(mut input), Some(mut pipe)) => Some(tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut input, &mut pipe).await;
+                let _ = pipe.shutdown().await;
+            })),
+            _ => None,
+        };
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(copy_out(out, session.stdout)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(copy_out(err, session.stderr)));
+        let status = child.wait().await;
+        guard.disarm();
+        for task in [stdout, stderr].into_iter().flatten() {
+            finish(task).await;
+        }
+        if let Some(stdin) = stdin {
+            stdin.abort();
+        }
+        let status = status.map_err(|e| failed(format!("waiting for runc exec: {e}")))?;
+        Ok(status.code().unwrap_or(255))
+    }
+
+    async fn exec_tty(
+        &self,
+        id: &str,
+        files: &ExecFiles,
+        session: Session,
+    ) -> Result<i32, StreamError> {
+        let dir = File::open(&files.dir).map_err(failed)?;
+        let socket = console::Listener::bind(&dir).map_err(failed)?;
+        let child = self
+            .exec_command(id, files, Some(socket.path_for_others()))
+            .spawn()
+            .map_err(|e| failed(format!("running runc exec: {e}")))?;
+        let runc = async move {
+            match child.wait_with_output().await {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(format!(
+                    "runc exec failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => Err(format!("waiting for runc exec: {e}")),
+            }
+        };
+        let master = socket
+            .receive_while(runc)
+            .await
+            .map_err(StreamError::Failed)?;
+        let mut guard = KillOnDrop(files, true);
+        let pid = files
+            .pid()
+            .ok_or_else(|| failed("runc exec wrote no pid for the process"))?;
+        // runc has exited, so the process is our child now (we are a subreaper).
+        let waiter = tokio::task::spawn_blocking(move || {
+            loop {
+                match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    other => return other,
+                }
+            }
+        });
+
+        let dup = |fd: &std::os::fd::OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 3);
+        let reader = dup(&master)
+            .map_err(io::Error::from)
+            .and_then(crate::monitor::receiver)
+            .map_err(failed)?;
+        let mut writer = dup(&master)
+            .map_err(io::Error::from)
+            .and_then(crate::monitor::sender)
+            .map_err(failed)?;
+        let stdin = session.stdin.map(|mut input| {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut input, &mut writer).await;
+            })
+        });
+        let resizes = session.resize.map(|mut sizes| {
+            let master = dup(&master);
+            tokio::spawn(async move {
+                let Ok(master) = master else { return };
+                while let Some(size) = sizes.recv().await {
+                    let winsize = rustix::termios::Winsize {
+                        ws_row: size.height,
+                        ws_col: size.width,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    let _ = rustix::termios::tcsetwinsize(master.as_fd(), winsize);
+                }
+            })
+        });
+        let output = tokio::spawn(copy_out(reader, session.stdout));
+        let status = waiter.await.map_err(failed)?;
+        guard.disarm();
+        finish(output).await;
+        for task in [stdin, resizes].into_iter().flatten() {
+            task.abort();
+        }
+        let status = status
+            .map_err(|e| failed(format!("waiting for the exec'd process: {e}")))?
+            .map(|(_, status)| status);
+        Ok(match status {
+            Some(status) => match (status.exit_status(), status.terminating_signal()) {
+                (Some(code), _) => code,
+                (None, Some(signal)) => 128 + signal,
+                _ => 255,
+            },
+            None => 255,
+        })
+    }
+
+    async fn connect_to_pod(&self, pod_id: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
+        let pod = self
+            .pod(pod_id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such pod sandbox"))?;
+        if !pod.ready() {
+            return Err(io::Error::other("the pod sandbox is not ready"));
+        }
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        if host_network(&pod.config()) {
+            return tokio::net::TcpStream::connect(address).await;
+        }
+        let pid = pod.pause_pid();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        // A thread of its own: moving into a network namespace is per thread, and this one
+        // ends right after connecting.
+        std::thread::Builder::new()
+            .name("port-forward".into())
+            .spawn(move || {
+                let connect = || -> io::Result<std::net::TcpStream> {
+                    let netns = File::open(format!("/proc/{pid}/ns/net"))?;
+                    rustix::thread::move_into_link_name_space(
+                        netns.as_fd(),
+                        Some(rustix::thread::LinkNameSpaceType::Network),
+                    )?;
+                    std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10))
+                };
+                let _ = sender.send(connect());
+            })?;
+        let stream = receiver
+            .await
+            .map_err(|_| io::Error::other("the port-forward thread died"))??;
+        stream.set_nonblocking(true)?;
+        tokio::net::TcpStream::from_std(stream)
+    }
+}
+
+#[async_trait]
+impl StreamingRuntime for Runtime {
+    async fn exec(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        session: Session,
+    ) -> Result<i32, StreamError> {
+        let container = self.running(container_id).map_err(cri_error)?;
+        let files = self
+            .prepare_exec(&container, &cmd, session.tty)
+            .map_err(cri_error)?;
+        if session.tty {
+            self.exec_tty(container_id, &files, session).await
+        } else {
+            self.exec_pipes(container_id, &files, session).await
+        }
+    }
+
+    async fn attach(&self, container_id: &str, session: Session) -> Result<i32, StreamError> {
+        let container = self.running(container_id).map_err(cri_error)?;
+        let config = container.record().config;
+        let dir = container.dir.clone();
+        let open = |stream| {
+            let dir = dir.clone();
+            async move {
+                let (reply, conn) = protocol::call(&dir, &Request::Attach { stream })
+                    .await
+                    .map_err(|e| failed(format!("reaching the container's monitor: {e}")))?;
+                match reply.error {
+                    Some(e) => Err(StreamError::Failed(e)),
+                    None => Ok(conn),
+                }
+            }
+        };
+        let mut outputs = Vec::new();
+        if let Some(writer) = session.stdout {
+            let conn = open(AttachStream::Stdout).await?;
+            outputs.push(tokio::spawn(copy_out(conn, Some(writer))));
+        }
+        if let Some(writer) = session.stderr.filter(|_| !config.tty) {
+            let conn = open(AttachStream::Stderr).await?;
+            outputs.push(tokio::spawn(copy_out(conn, Some(writer))));
+        }
+        let resizes = session.resize.filter(|_| config.tty).map(|mut sizes| {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                while let Some(size) = sizes.recv().await {
+                    let request = Request::Resize {
+                        width: size.width,
+                        height: size.height,
+                    };
+                    let _ = protocol::call(&dir, &request).await;
+                }
+            })
+        });
+        let stdin = match session.stdin.filter(|_| config.stdin) {
+            Some(mut input) => {
+                let mut conn = open(AttachStream::Stdin).await?.into_inner();
+                Some(tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut input, &mut conn).await;
+                    let _ = conn.shutdown().await;
+                }))
+            }
+            None => None,
+        };
+
+        let outputs_done = futures_util::future::join_all(outputs);
+        tokio::pin!(outputs_done);
+        let detached = match stdin {
+            // Closing stdin detaches, unless it closes the container's stdin (stdin_once),
+            // in which case the session runs on to the exit.
+            Some(stdin) if !config.stdin_once => {
+                tokio::select! {
+                    _ = &mut outputs_done => false,
+                    _ = stdin => true,
+                }
+            }
+            _ => {
+                outputs_done.await;
+                false
+            }
+        };
+        if let Some(task) = resizes {
+            task.abort();
+        }
+        if detached && container.state() == ContainerState::ContainerRunning {
+            return Ok(0);
+        }
+        match exited_within(&container.exit, Duration::from_secs(10)).await {
+            Some(exit) => Ok(exit.exit_code),
+            None => Ok(0),
+        }
+    }
+
+    async fn port_forward(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+        mut stream: Duplex,
+    ) -> Result<(), StreamError> {
+        if self.pod(pod_sandbox_id).is_none() {
+            return Err(StreamError::NotFound(format!(
+                "pod sandbox {pod_sandbox_id:?} not found"
+            )));
+        }
+        let mut tcp = self
+            .connect_to_pod(pod_sandbox_id, port)
+            .await
+            .map_err(|e| failed(format!("connecting to port {port} in the pod: {e}")))?;
+        let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+        Ok(())
+    }
+}
