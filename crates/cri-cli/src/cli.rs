@@ -406,6 +406,46 @@ impl From<StreamTransport> for cri_client::streaming::Transport {
     }
 }
 
+/// TLS flags of the streaming verbs, for runtimes whose streaming URLs are `https://`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct StreamTlsArgs {
+    /// Trust the CA certificates in this PEM file for an https streaming server
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Accept any certificate from an https streaming server. DANGEROUS: the session is
+    /// encrypted but not authenticated, anyone on the path can read and change it
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub(crate) insecure_skip_tls_verify: bool,
+}
+
+impl StreamTlsArgs {
+    /// How the session connects: plain TCP, plus TLS when a flag asks for it.
+    pub(crate) fn connector(&self) -> crate::error::Result<cri_client::streaming::Connector> {
+        #[cfg(feature = "tls")]
+        {
+            use cri_client::streaming::{ClientTls, Connector};
+            if self.insecure_skip_tls_verify {
+                return Ok(Connector::tls(ClientTls::insecure_skip_verify()));
+            }
+            if let Some(ca) = &self.tls_ca {
+                let tls = ClientTls::from_ca_pem_file(ca)
+                    .map_err(|e| crate::error::CliError::msg(format!("--tls-ca: {e}")))?;
+                return Ok(Connector::tls(tls));
+            }
+            Ok(Connector::default())
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            if self.insecure_skip_tls_verify || self.tls_ca.is_some() {
+                return Err(crate::error::CliError::msg(
+                    "--tls-ca and --insecure-skip-tls-verify need cri built with its `tls` feature",
+                ));
+            }
+            Ok(cri_client::streaming::Connector::default())
+        }
+    }
+}
+
 /// Flags of `exec`.
 #[derive(Args, Debug)]
 pub(crate) struct ExecArgs {
@@ -424,6 +464,9 @@ pub(crate) struct ExecArgs {
     /// Protocol of the streaming session
     #[arg(long, value_enum, default_value_t = StreamTransport::Spdy)]
     pub(crate) transport: StreamTransport,
+    /// TLS for the streaming session
+    #[command(flatten)]
+    pub(crate) tls: StreamTlsArgs,
     /// The container (id or unique prefix)
     pub(crate) container: String,
     /// The command and its arguments
@@ -443,6 +486,9 @@ pub(crate) struct AttachArgs {
     /// Protocol of the streaming session
     #[arg(long, value_enum, default_value_t = StreamTransport::Spdy)]
     pub(crate) transport: StreamTransport,
+    /// TLS for the streaming session
+    #[command(flatten)]
+    pub(crate) tls: StreamTlsArgs,
     /// The container (id or unique prefix)
     pub(crate) container: String,
 }
@@ -453,6 +499,9 @@ pub(crate) struct PortForwardArgs {
     /// Protocol of the streaming session
     #[arg(long, value_enum, default_value_t = StreamTransport::Spdy)]
     pub(crate) transport: StreamTransport,
+    /// TLS for the streaming session
+    #[command(flatten)]
+    pub(crate) tls: StreamTlsArgs,
     /// Local address to listen on
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) address: std::net::IpAddr,

@@ -79,6 +79,9 @@ pub(crate) fn describe_client_error(err: &cri_client::Error) -> String {
         }
         source = cause.source();
     }
+    if let cri_client::Error::Streaming(cri_client::streaming::ClientError::Tls { .. }) = err {
+        message.push_str(" (trust the server's CA with --tls-ca FILE)");
+    }
     message
 }
 

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod error;
 mod output;
+mod terminal;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -50,11 +51,20 @@ where
             return err.exit_code();
         }
     };
-    let result = tokio::runtime::Builder::new_current_thread()
+    let result = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(CliError::from)
-        .and_then(|runtime| runtime.block_on(execute(cli, stdout, stderr)));
+    {
+        Ok(runtime) => {
+            let result = runtime.block_on(execute(cli, stdout, stderr));
+            // A read of an interactive stdin may still be pending on a blocking thread when
+            // the session ends (the remote side finished first); it must not keep the
+            // command alive until the user presses a key.
+            runtime.shutdown_background();
+            result
+        }
+        Err(err) => Err(CliError::from(err)),
+    };
     let _ = stdout.flush();
     match result {
         Ok(code) => code,

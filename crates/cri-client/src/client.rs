@@ -51,6 +51,7 @@ pub struct Builder {
     max_message_size: usize,
     list_streaming: bool,
     verify_version: bool,
+    streaming_connector: cri_streaming::Connector,
 }
 
 impl Builder {
@@ -84,6 +85,26 @@ impl Builder {
     /// answers `Unimplemented` switches this client back to the unary calls for good.
     pub fn list_streaming(mut self, enabled: bool) -> Self {
         self.list_streaming = enabled;
+        self
+    }
+
+    /// How exec, attach and port-forward sessions reach the runtime's streaming server
+    /// (default: plain TCP, so `https://` streaming URLs fail). With the `tls` feature,
+    /// `Connector::tls(ClientTls::from_ca_pem_file(..)?)` trusts the server's CA:
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "tls")]
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use cri_client::streaming::{ClientTls, Connector};
+    /// let tls = ClientTls::from_ca_pem_file("/etc/cri/streaming-ca.crt")?;
+    /// let client = cri_client::Client::builder("unix:///run/containerd/containerd.sock")
+    ///     .streaming_connector(Connector::tls(tls))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn streaming_connector(mut self, connector: cri_streaming::Connector) -> Self {
+        self.streaming_connector = connector;
         self
     }
 
@@ -137,6 +158,7 @@ pub struct Client {
     list_streaming: bool,
     /// Set once the runtime answered a `Stream*` call with `Unimplemented`.
     streams_unsupported: Arc<AtomicBool>,
+    streaming_connector: cri_streaming::Connector,
 }
 
 impl Client {
@@ -150,6 +172,7 @@ impl Client {
             max_message_size: cri_api::MAX_MESSAGE_SIZE,
             list_streaming: false,
             verify_version: true,
+            streaming_connector: cri_streaming::Connector::default(),
         }
     }
 
@@ -178,6 +201,7 @@ impl Client {
             timeout: config.timeout,
             list_streaming: config.list_streaming,
             streams_unsupported: Arc::new(AtomicBool::new(false)),
+            streaming_connector: config.streaming_connector.clone(),
         }
     }
 
@@ -187,6 +211,16 @@ impl Client {
     pub fn with_timeout(&self, timeout: Option<Duration>) -> Self {
         Self {
             timeout,
+            ..self.clone()
+        }
+    }
+
+    /// A copy of this client whose exec, attach and port-forward sessions connect with
+    /// `connector` (see [`Builder::streaming_connector`]).
+    #[must_use]
+    pub fn with_streaming_connector(&self, connector: cri_streaming::Connector) -> Self {
+        Self {
+            streaming_connector: connector,
             ..self.clone()
         }
     }
@@ -611,7 +645,10 @@ impl Client {
                 stderr: streams.stderr.is_some() && !streams.tty,
             })
             .await?;
-        Ok(cri_streaming::run(&response.url, transport, streams).await?)
+        Ok(
+            cri_streaming::run_with(&response.url, transport, streams, &self.streaming_connector)
+                .await?,
+        )
     }
 
     /// Attaches to a container's main process: calls `Attach` for a URL and runs the
@@ -631,7 +668,10 @@ impl Client {
                 stderr: streams.stderr.is_some() && !streams.tty,
             })
             .await?;
-        Ok(cri_streaming::run(&response.url, transport, streams).await?)
+        Ok(
+            cri_streaming::run_with(&response.url, transport, streams, &self.streaming_connector)
+                .await?,
+        )
     }
 
     /// Starts a port-forward session into a sandbox: calls `PortForward` for a URL and
@@ -652,7 +692,13 @@ impl Client {
                 port: ports.iter().map(|p| i32::from(*p)).collect(),
             })
             .await?;
-        Ok(cri_streaming::PortForward::start(&response.url, transport, ports).await?)
+        Ok(cri_streaming::PortForward::start_with(
+            &response.url,
+            transport,
+            ports,
+            &self.streaming_connector,
+        )
+        .await?)
     }
 
     // ----- images -----

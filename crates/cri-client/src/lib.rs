@@ -21,9 +21,14 @@ pub use cri_api;
 pub use tonic;
 
 /// Interactive streaming sessions: the types [`Client::exec`], [`Client::attach`] and
-/// [`Client::port_forward`] take and return.
+/// [`Client::port_forward`] take and return, and the [`Connector`](streaming::Connector)
+/// they connect with (set with [`Builder::streaming_connector`]; TLS with the `tls`
+/// feature).
 pub mod streaming {
     pub use cri_streaming::{
-        ClientError, Forwarded, PortForward, Reader, Streams, TerminalSize, Transport, Writer,
+        ClientError, Connector, Forwarded, PortForward, Reader, Streams, TerminalSize, Transport,
+        Writer,
     };
+    #[cfg(feature = "tls")]
+    pub use cri_streaming::{ClientTls, TlsError};
 }

@@ -62,226 +62,241 @@ async fn exec_attach_and_port_forward_against_containerd() {
         ..Default::default()
     };
     let pod = client.run_pod_sandbox(config.clone(), "").await.unwrap();
-    let result = async {
-        let container = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: "shell".into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: peer.image.clone(),
-                ..Default::default()
-            }),
-            command: vec!["sleep".into(), "3600".into()],
-            ..Default::default()
-        };
-        let id = client
-            .create_container(&pod, container, Some(config.clone()))
-            .await?;
-        client.start_container(&id).await?;
-
-        for transport in [Transport::Spdy, Transport::WebSocket] {
-            // Exec without a terminal: stdout, stderr and the exit code.
-            let (stdout, out) = capture();
-            let (stderr, err) = capture();
-            let code = client
-                .exec(
-                    &id,
-                    ["sh", "-c", "echo out; echo err >&2; exit 3"],
-                    transport,
-                    Streams {
-                        stdout: Some(stdout),
-                        stderr: Some(stderr),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            assert_eq!(
-                (code, out.await.unwrap(), err.await.unwrap()),
-                (3, b"out\n".to_vec(), b"err\n".to_vec()),
-                "{transport:?}"
-            );
-
-            // Stdin through cat (SPDY half-closes stdin; WebSocket needs v5 for that, which
-            // containerd 1.6 does not speak, so `head -c` ends the command instead).
-            let (stdout, out) = capture();
-            let cmd: Vec<&str> = match transport {
-                Transport::Spdy => vec!["cat"],
-                Transport::WebSocket => vec!["head", "-c", "12"],
-            };
-            let stdin: cri_client::streaming::Reader =
-                Box::pin(std::io::Cursor::new(b"from stdin\n\n".to_vec()));
-            let code = client
-                .exec(
-                    &id,
-                    cmd,
-                    transport,
-                    Streams {
-                        stdin: Some(stdin),
-                        stdout: Some(stdout),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            assert_eq!(
-                (code, out.await.unwrap()),
-                (0, b"from stdin\n\n".to_vec()),
-                "{transport:?}"
-            );
-
-            // A terminal: output arrives through the one tty stream, with stdin open as a
-            // terminal's is. (Over WebSocket, containerd 1.6 forwards a tty exec's output only
-            // while the session has a stdin channel: wire traces of `tty` without stdin show
-            // the exit status and no data frame whenever the output comes later than the
-            // first moment. SPDY has no such gap; that case is covered below.)
-            {
-                let (stdout, out) = capture();
-                let (_keyboard, stdin) = tokio::io::duplex(64);
-                let code = client
-                    .exec(
-                        &id,
-                        ["sh", "-c", "sleep 0.2; echo tty-out; echo tty-err >&2"],
-                        transport,
-                        Streams {
-                            stdin: Some(Box::pin(stdin)),
-                            stdout: Some(stdout),
-                            tty: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                let text = String::from_utf8_lossy(&out.await.unwrap()).replace('\r', "");
-                assert_eq!(
-                    (code, text.as_str()),
-                    (0, "tty-out\ntty-err\n"),
-                    "{transport:?}"
-                );
-            }
-            if transport == Transport::Spdy {
-                let (stdout, out) = capture();
-                let code = client
-                    .exec(
-                        &id,
-                        ["sh", "-c", "sleep 0.2; echo no-stdin"],
-                        transport,
-                        Streams {
-                            stdout: Some(stdout),
-                            tty: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                let text = String::from_utf8_lossy(&out.await.unwrap()).replace('\r', "");
-                assert_eq!((code, text.as_str()), (0, "no-stdin\n"), "tty without stdin");
-            }
-        }
-
-        // Attach: a container reading its stdin answers every line until "bye", then exits,
-        // which ends the attach session. One container per transport, since each one exits.
-        for transport in [Transport::Spdy, Transport::WebSocket] {
-            let attached = ContainerConfig {
+    // The body runs as its own task so that a failed assertion still reaches the cleanup
+    // below (a leaked pod would outlive the test in the shared containerd).
+    let body = {
+        let (client, pod, config) = (client.clone(), pod.clone(), config.clone());
+        let image = peer.image.clone();
+        tokio::spawn(async move {
+            let container = ContainerConfig {
                 metadata: Some(ContainerMetadata {
-                    name: format!("attached-{transport:?}").to_lowercase(),
+                    name: "shell".into(),
                     attempt: 0,
                 }),
                 image: Some(ImageSpec {
-                    image: peer.image.clone(),
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                command: vec!["sleep".into(), "3600".into()],
+                ..Default::default()
+            };
+            let id = client
+                .create_container(&pod, container, Some(config.clone()))
+                .await?;
+            client.start_container(&id).await?;
+
+            for transport in [Transport::Spdy, Transport::WebSocket] {
+                // Exec without a terminal: stdout, stderr and the exit code.
+                let (stdout, out) = capture();
+                let (stderr, err) = capture();
+                let code = client
+                    .exec(
+                        &id,
+                        ["sh", "-c", "echo out; echo err >&2; exit 3"],
+                        transport,
+                        Streams {
+                            stdout: Some(stdout),
+                            stderr: Some(stderr),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                assert_eq!(
+                    (code, out.await.unwrap(), err.await.unwrap()),
+                    (3, b"out\n".to_vec(), b"err\n".to_vec()),
+                    "{transport:?}"
+                );
+
+                // Stdin through cat (SPDY half-closes stdin; WebSocket needs v5 for that, which
+                // containerd 1.6 does not speak, so `head -c` ends the command instead).
+                let (stdout, out) = capture();
+                let cmd: Vec<&str> = match transport {
+                    Transport::Spdy => vec!["cat"],
+                    Transport::WebSocket => vec!["head", "-c", "12"],
+                };
+                let stdin: cri_client::streaming::Reader =
+                    Box::pin(std::io::Cursor::new(b"from stdin\n\n".to_vec()));
+                let code = client
+                    .exec(
+                        &id,
+                        cmd,
+                        transport,
+                        Streams {
+                            stdin: Some(stdin),
+                            stdout: Some(stdout),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                assert_eq!(
+                    (code, out.await.unwrap()),
+                    (0, b"from stdin\n\n".to_vec()),
+                    "{transport:?}"
+                );
+
+                // A terminal: output arrives through the one tty stream, with stdin open as a
+                // terminal's is. (Over WebSocket, containerd 1.6 forwards a tty exec's output only
+                // while the session has a stdin channel: wire traces of `tty` without stdin show
+                // the exit status and no data frame whenever the output comes later than the
+                // first moment. SPDY has no such gap; that case is covered below.)
+                {
+                    let (stdout, out) = capture();
+                    let (_keyboard, stdin) = tokio::io::duplex(64);
+                    let code = client
+                        .exec(
+                            &id,
+                            ["sh", "-c", "sleep 0.2; echo tty-out; echo tty-err >&2"],
+                            transport,
+                            Streams {
+                                stdin: Some(Box::pin(stdin)),
+                                stdout: Some(stdout),
+                                tty: true,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    let text = String::from_utf8_lossy(&out.await.unwrap()).replace('\r', "");
+                    assert_eq!(
+                        (code, text.as_str()),
+                        (0, "tty-out\ntty-err\n"),
+                        "{transport:?}"
+                    );
+                }
+                if transport == Transport::Spdy {
+                    let (stdout, out) = capture();
+                    let code = client
+                        .exec(
+                            &id,
+                            ["sh", "-c", "sleep 0.2; echo no-stdin"],
+                            transport,
+                            Streams {
+                                stdout: Some(stdout),
+                                tty: true,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    let text = String::from_utf8_lossy(&out.await.unwrap()).replace('\r', "");
+                    assert_eq!(
+                        (code, text.as_str()),
+                        (0, "no-stdin\n"),
+                        "tty without stdin"
+                    );
+                }
+            }
+
+            // Attach: a container reading its stdin answers every line until "bye", then exits,
+            // which ends the attach session. One container per transport, since each one exits.
+            for transport in [Transport::Spdy, Transport::WebSocket] {
+                let attached = ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: format!("attached-{transport:?}").to_lowercase(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: image.clone(),
+                        ..Default::default()
+                    }),
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        r#"while read l; do echo "got $l"; [ "$l" = bye ] && exit 0; done"#.into(),
+                    ],
+                    stdin: true,
+                    ..Default::default()
+                };
+                let attached = client
+                    .create_container(&pod, attached, Some(config.clone()))
+                    .await?;
+                client.start_container(&attached).await?;
+                let (stdout, out) = capture();
+                // Stdin stays open as a terminal's would: containerd ends an attach session as
+                // soon as the client's stdin closes, before the answers come back.
+                let (mut keyboard, stdin) = tokio::io::duplex(1024);
+                tokio::io::AsyncWriteExt::write_all(&mut keyboard, b"hello\nbye\n")
+                    .await
+                    .unwrap();
+                let stdin: cri_client::streaming::Reader = Box::pin(stdin);
+                let code = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    client.attach(
+                        &attached,
+                        transport,
+                        Streams {
+                            stdin: Some(stdin),
+                            stdout: Some(stdout),
+                            ..Default::default()
+                        },
+                    ),
+                )
+                .await
+                .expect("attach ends when the container exits")?;
+                drop(keyboard);
+                assert_eq!(
+                    (code, out.await.unwrap()),
+                    (0, b"got hello\ngot bye\n".to_vec()),
+                    "attach over {transport:?}"
+                );
+            }
+
+            // Port-forward to a listener inside the pod (host network: the pod's namespace is the
+            // node's, so the port is picked per run to avoid collisions).
+            let port = 20_000 + (std::process::id() % 20_000) as u16;
+            let listener = ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: "listener".into(),
+                    attempt: 0,
+                }),
+                image: Some(ImageSpec {
+                    image: image.clone(),
                     ..Default::default()
                 }),
                 command: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    r#"while read l; do echo "got $l"; [ "$l" = bye ] && exit 0; done"#.into(),
+                    "nc".into(),
+                    "-ll".into(),
+                    "-p".into(),
+                    port.to_string(),
+                    "-e".into(),
+                    "cat".into(),
                 ],
-                stdin: true,
                 ..Default::default()
             };
-            let attached = client
-                .create_container(&pod, attached, Some(config.clone()))
+            let listener = client
+                .create_container(&pod, listener, Some(config.clone()))
                 .await?;
-            client.start_container(&attached).await?;
-            let (stdout, out) = capture();
-            // Stdin stays open as a terminal's would: containerd ends an attach session as
-            // soon as the client's stdin closes, before the answers come back.
-            let (mut keyboard, stdin) = tokio::io::duplex(1024);
-            tokio::io::AsyncWriteExt::write_all(&mut keyboard, b"hello\nbye\n")
-                .await
-                .unwrap();
-            let stdin: cri_client::streaming::Reader = Box::pin(stdin);
-            let code = tokio::time::timeout(
-                Duration::from_secs(30),
-                client.attach(
-                    &attached,
-                    transport,
-                    Streams {
-                        stdin: Some(stdin),
-                        stdout: Some(stdout),
-                        ..Default::default()
-                    },
-                ),
-            )
-            .await
-            .expect("attach ends when the container exits")?;
-            drop(keyboard);
-            assert_eq!(
-                (code, out.await.unwrap()),
-                (0, b"got hello\ngot bye\n".to_vec()),
-                "attach over {transport:?}"
-            );
-        }
-
-        // Port-forward to a listener inside the pod (host network: the pod's namespace is the
-        // node's, so the port is picked per run to avoid collisions).
-        let port = 20_000 + (std::process::id() % 20_000) as u16;
-        let listener = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: "listener".into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: peer.image.clone(),
-                ..Default::default()
-            }),
-            command: vec![
-                "nc".into(),
-                "-ll".into(),
-                "-p".into(),
-                port.to_string(),
-                "-e".into(),
-                "cat".into(),
-            ],
-            ..Default::default()
-        };
-        let listener = client
-            .create_container(&pod, listener, Some(config.clone()))
-            .await?;
-        client.start_container(&listener).await?;
-        for transport in [Transport::Spdy, Transport::WebSocket] {
-            let forward = client.port_forward(&pod, &[port], transport).await?;
-            let mut echoed = None;
-            // The listener may still be starting: retry the first connection briefly.
-            for _ in 0..50 {
-                match forward_round_trip(&forward, port, b"ping through the pod\n").await {
-                    Ok(bytes) if !bytes.is_empty() => {
-                        echoed = Some(bytes);
-                        break;
+            client.start_container(&listener).await?;
+            for transport in [Transport::Spdy, Transport::WebSocket] {
+                let forward = client.port_forward(&pod, &[port], transport).await?;
+                let mut echoed = None;
+                // The listener may still be starting: retry the first connection briefly.
+                for _ in 0..50 {
+                    match forward_round_trip(&forward, port, b"ping through the pod\n").await {
+                        Ok(bytes) if !bytes.is_empty() => {
+                            echoed = Some(bytes);
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
+                assert_eq!(
+                    echoed.as_deref(),
+                    Some(&b"ping through the pod\n"[..]),
+                    "port-forward over {transport:?}"
+                );
             }
-            assert_eq!(
-                echoed.as_deref(),
-                Some(&b"ping through the pod\n"[..]),
-                "port-forward over {transport:?}"
-            );
-        }
-        Ok::<_, cri_client::Error>(id)
-    }
-    .await;
+            Ok::<_, cri_client::Error>(id)
+        })
+    };
+    let result = body.await;
     let _ = tokio::time::timeout(Duration::from_secs(20), async {
         client.stop_pod_sandbox(&pod).await.ok();
         client.remove_pod_sandbox(&pod).await.ok();
     })
     .await;
-    result.unwrap();
+    match result {
+        Ok(outcome) => {
+            outcome.unwrap();
+        }
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }

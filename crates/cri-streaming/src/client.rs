@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::connector::{Connection, Connector, Target};
 use crate::io::{Joined, copy_and_close, read_bounded};
 use crate::protocol::{
     self, PORTFORWARD_VERSION, REMOTECOMMAND_VERSIONS, Status, Version, stream_type,
@@ -29,12 +29,26 @@ pub enum Transport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The URL is not `http://host:port/...`.
+    /// The URL is not `http[s]://host[:port]/...` (or `ws[s]://`).
     #[error("invalid streaming URL {0:?}")]
     InvalidUrl(String),
     /// Connecting or talking to the server failed.
     #[error("streaming connection: {0}")]
     Io(#[from] std::io::Error),
+    /// TLS failed: the URL is `https` but the [`Connector`] has no TLS configuration (or the
+    /// crate was built without its `tls` feature), or the handshake failed — for instance
+    /// because the server's certificate is not trusted or does not name the URL's host
+    /// (the rustls error is the source).
+    #[error("TLS with {addr}: {message}")]
+    Tls {
+        /// The server, `host:port` as in the URL.
+        addr: String,
+        /// What went wrong.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// The server refused the upgrade.
     #[error("the streaming server answered {status}: {body}")]
     Refused {
@@ -80,47 +94,27 @@ impl std::fmt::Debug for Streams {
     }
 }
 
-struct Target {
-    host: String,
-    path: String,
-}
-
-fn parse(url: &str) -> Result<Target, ClientError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("ws://"))
-        .ok_or_else(|| ClientError::InvalidUrl(url.to_string()))?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if host.is_empty() {
-        return Err(ClientError::InvalidUrl(url.to_string()));
-    }
-    Ok(Target {
-        host: host.to_string(),
-        path: format!("/{path}"),
-    })
-}
-
 /// Sends an HTTP/1.1 upgrade request and reads the answer; returns the chosen protocol and
 /// the connection, positioned after the response headers.
 async fn upgrade(
     url: &str,
+    connector: &Connector,
     upgrade: &str,
     protocol_header: &str,
     offers: &[&str],
-    extra: &str,
-) -> Result<(TcpStream, String), ClientError> {
-    let target = parse(url)?;
-    let mut stream = TcpStream::connect(&target.host).await?;
-    stream.set_nodelay(true)?;
+) -> Result<(Connection, String), ClientError> {
+    let target = Target::parse(url)?;
+    let mut stream = connector.connect(&target).await?;
     let mut request = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\nContent-Length: 0\r\n{extra}",
-        target.path, target.host
+        "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\nContent-Length: 0\r\n",
+        target.path, target.authority
     );
     for offer in offers {
         request.push_str(&format!("{protocol_header}: {offer}\r\n"));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
     // Read the response head byte by byte up to the blank line (bounded), so nothing of the
     // upgraded protocol is consumed.
     let mut head = Vec::new();
@@ -186,16 +180,33 @@ fn exit_code(version_v4: bool, payload: &[u8]) -> Result<i32, ClientError> {
 }
 
 /// Runs an exec or attach session at `url` (from the `Exec`/`Attach` RPC) and returns the
-/// command's exit code.
+/// command's exit code. Plain TCP only: for `https://` URLs use [`run_with`].
 ///
 /// # Errors
 ///
 /// When the connection, the upgrade or the session fails, or the remote side reports an
 /// error that is not an exit code.
 pub async fn run(url: &str, transport: Transport, streams: Streams) -> Result<i32, ClientError> {
+    run_with(url, transport, streams, &Connector::default()).await
+}
+
+/// [`run`], connecting with `connector` (which adds TLS for `https://` URLs).
+///
+/// # Errors
+///
+/// As [`run`]; also [`ClientError::Tls`] when the URL is `https` and `connector` has no
+/// TLS, or the TLS handshake fails.
+pub async fn run_with(
+    url: &str,
+    transport: Transport,
+    streams: Streams,
+    connector: &Connector,
+) -> Result<i32, ClientError> {
     match transport {
-        Transport::Spdy => run_spdy(url, &REMOTECOMMAND_VERSIONS, streams).await,
-        Transport::WebSocket => run_websocket(url, websocket::Protocol::all(), streams).await,
+        Transport::Spdy => run_spdy(url, connector, &REMOTECOMMAND_VERSIONS, streams).await,
+        Transport::WebSocket => {
+            run_websocket(url, connector, websocket::Protocol::all(), streams).await
+        }
     }
 }
 
@@ -212,20 +223,33 @@ pub async fn run_with_protocols(
     protocols: &[&str],
     streams: Streams,
 ) -> Result<i32, ClientError> {
+    let connector = Connector::default();
     match transport {
-        Transport::Spdy => run_spdy(url, protocols, streams).await,
+        Transport::Spdy => run_spdy(url, &connector, protocols, streams).await,
         Transport::WebSocket => {
             let offered: Vec<websocket::Protocol> = protocols
                 .iter()
                 .filter_map(|p| websocket::Protocol::from_name(p))
                 .collect();
-            run_websocket(url, &offered, streams).await
+            run_websocket(url, &connector, &offered, streams).await
         }
     }
 }
 
-async fn run_spdy(url: &str, offers: &[&str], streams: Streams) -> Result<i32, ClientError> {
-    let (io, chosen) = upgrade(url, "SPDY/3.1", "X-Stream-Protocol-Version", offers, "").await?;
+async fn run_spdy(
+    url: &str,
+    connector: &Connector,
+    offers: &[&str],
+    streams: Streams,
+) -> Result<i32, ClientError> {
+    let (io, chosen) = upgrade(
+        url,
+        connector,
+        "SPDY/3.1",
+        "X-Stream-Protocol-Version",
+        offers,
+    )
+    .await?;
     let version = Version::parse(&chosen).unwrap_or(Version::V1);
     let (conn, _incoming) = spdy::Connection::new(io, spdy::Role::Client, spdy::Config::default());
     let open = |kind: &'static str| {
@@ -316,15 +340,31 @@ async fn run_spdy(url: &str, offers: &[&str], streams: Streams) -> Result<i32, C
     exit_code(version >= Version::V4, &status)
 }
 
+/// Connects to `url` with `connector` and opens a channel socket, offering `offers`.
+async fn websocket_connect(
+    url: &str,
+    connector: &Connector,
+    offers: &[websocket::Protocol],
+) -> Result<(websocket::ChannelSocket, websocket::Protocol), ClientError> {
+    let target = Target::parse(url)?;
+    let io = connector.connect(&target).await?;
+    websocket::client(
+        io,
+        &target.websocket_url(),
+        offers,
+        websocket::Config::default(),
+    )
+    .await
+    .map_err(|e| ClientError::WebSocket(e.to_string()))
+}
+
 async fn run_websocket(
     url: &str,
+    connector: &Connector,
     offers: &[websocket::Protocol],
     streams: Streams,
 ) -> Result<i32, ClientError> {
-    let ws_url = url.replacen("http://", "ws://", 1);
-    let (mut socket, protocol) = websocket::connect(&ws_url, offers, websocket::Config::default())
-        .await
-        .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+    let (mut socket, protocol) = websocket_connect(url, connector, offers).await?;
     let Streams {
         stdin,
         stdout,
@@ -402,7 +442,8 @@ pub type Forwarded = crate::runtime::Duplex;
 impl PortForward {
     /// Connects to a port-forward URL (from the `PortForward` RPC). `ports` are the ports
     /// the RPC requested, in the same order (needed by WebSocket, which sets up one channel
-    /// pair per port at connection time; SPDY ignores them).
+    /// pair per port at connection time; SPDY ignores them). Plain TCP only: for `https://`
+    /// URLs use [`PortForward::start_with`].
     ///
     /// # Errors
     ///
@@ -412,14 +453,30 @@ impl PortForward {
         transport: Transport,
         ports: &[u16],
     ) -> Result<Self, ClientError> {
+        Self::start_with(url, transport, ports, &Connector::default()).await
+    }
+
+    /// [`PortForward::start`], connecting with `connector` (which adds TLS for `https://`
+    /// URLs).
+    ///
+    /// # Errors
+    ///
+    /// As [`PortForward::start`]; also [`ClientError::Tls`] when the URL is `https` and
+    /// `connector` has no TLS, or the TLS handshake fails.
+    pub async fn start_with(
+        url: &str,
+        transport: Transport,
+        ports: &[u16],
+        connector: &Connector,
+    ) -> Result<Self, ClientError> {
         match transport {
             Transport::Spdy => {
                 let (io, _) = upgrade(
                     url,
+                    connector,
                     "SPDY/3.1",
                     "X-Stream-Protocol-Version",
                     &[PORTFORWARD_VERSION],
-                    "",
                 )
                 .await?;
                 let (conn, _incoming) =
@@ -438,16 +495,11 @@ impl PortForward {
                     )));
                 }
                 let query: Vec<String> = ports.iter().map(|p| format!("port={p}")).collect();
-                let base = url.replacen("http://", "ws://", 1);
-                let separator = if base.contains('?') { '&' } else { '?' };
-                let url = format!("{base}{separator}{}", query.join("&"));
-                let (mut socket, _) = websocket::connect(
-                    &url,
-                    websocket::Protocol::port_forward_all(),
-                    websocket::Config::default(),
-                )
-                .await
-                .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let url = format!("{url}{separator}{}", query.join("&"));
+                let (mut socket, _) =
+                    websocket_connect(&url, connector, websocket::Protocol::port_forward_all())
+                        .await?;
                 let mut connections = std::collections::HashMap::new();
                 let mut errors = Vec::new();
                 for (i, port) in ports.iter().enumerate() {

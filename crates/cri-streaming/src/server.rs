@@ -13,8 +13,8 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::io::{Joined, pump, resizes};
@@ -29,8 +29,8 @@ pub struct Config {
     /// Where to listen (default `127.0.0.1:0`: loopback, a free port). The server has no
     /// authentication beyond its tokens; keep it on loopback unless a proxy authenticates.
     pub addr: SocketAddr,
-    /// The base of the URLs handed out (default `http://<bound address>`), for servers
-    /// reached through a different address.
+    /// The base of the URLs handed out (default `http://<bound address>`, or `https://` with
+    /// `Server::start_tls`, feature `tls`), for servers reached through a different address.
     pub base_url: Option<String>,
     /// How long a token stays valid (default 1 minute).
     pub token_ttl: Duration,
@@ -80,8 +80,20 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// How accepted connections are set up before HTTP is spoken on them.
+#[derive(Clone)]
+enum Accept {
+    Plain,
+    #[cfg(feature = "tls")]
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
+/// How long a client has to complete the TLS handshake.
+#[cfg(feature = "tls")]
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Server {
-    /// Binds `config.addr` and starts serving `runtime`.
+    /// Binds `config.addr` and starts serving `runtime` over plain HTTP.
     ///
     /// # Errors
     ///
@@ -90,12 +102,44 @@ impl Server {
         runtime: Arc<dyn StreamingRuntime>,
         config: Config,
     ) -> std::io::Result<Self> {
+        Self::bind(runtime, config, Accept::Plain).await
+    }
+
+    /// Binds `config.addr` and starts serving `runtime` over HTTPS with `tls`: the URLs
+    /// handed out start with `https://`, and clients need TLS (with a
+    /// [`Connector`](crate::Connector) that trusts the certificate). Connections that fail
+    /// the handshake, or speak plain HTTP (answered `400` with a short explanation), are
+    /// dropped without affecting other sessions.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(
+        runtime: Arc<dyn StreamingRuntime>,
+        config: Config,
+        tls: crate::tls::TlsServerConfig,
+    ) -> std::io::Result<Self> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls_config().clone());
+        Self::bind(runtime, config, Accept::Tls(acceptor)).await
+    }
+
+    async fn bind(
+        runtime: Arc<dyn StreamingRuntime>,
+        config: Config,
+        accept: Accept,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.addr).await?;
         let local_addr = listener.local_addr()?;
+        let scheme = match accept {
+            Accept::Plain => "http",
+            #[cfg(feature = "tls")]
+            Accept::Tls(_) => "https",
+        };
         let base_url = config
             .base_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local_addr}"))
+            .unwrap_or_else(|| format!("{scheme}://{local_addr}"))
             .trim_end_matches('/')
             .to_string();
         let shared = Arc::new(Shared {
@@ -112,24 +156,12 @@ impl Server {
                     _ = stopped.changed() => break,
                     accepted = listener.accept() => {
                         let Ok((stream, peer)) = accepted else { continue };
-                        let shared = accept_shared.clone();
-                        tokio::spawn(async move {
-                            let service = hyper::service::service_fn(move |req| {
-                                let shared = shared.clone();
-                                async move { Ok::<_, Infallible>(handle(shared, req).await) }
-                            });
-                            let conn = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .with_upgrades();
-                            if let Err(error) = conn.await {
-                                tracing::debug!(%peer, %error, "streaming connection ended");
-                            }
-                        });
+                        tokio::spawn(connection(accept_shared.clone(), accept.clone(), stream, peer));
                     }
                 }
             }
         });
-        tracing::info!(%local_addr, "CRI streaming server listening");
+        tracing::info!(%local_addr, %scheme, "CRI streaming server listening");
         Ok(Self {
             shared,
             local_addr,
@@ -183,6 +215,78 @@ impl Server {
     /// Stops accepting connections. Sessions in progress run to their end.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
+    }
+}
+
+/// Sets up one accepted connection (the TLS handshake, when serving TLS) and serves HTTP on
+/// it. Failures only end this connection.
+async fn connection(shared: Arc<Shared>, accept: Accept, stream: TcpStream, peer: SocketAddr) {
+    match accept {
+        Accept::Plain => serve(shared, stream, peer).await,
+        #[cfg(feature = "tls")]
+        Accept::Tls(acceptor) => {
+            // Interactive sessions send small TLS records; do not hold them back.
+            let _ = stream.set_nodelay(true);
+            let handshake = async {
+                if !starts_with_tls(&stream).await {
+                    refuse_plain_http(stream).await;
+                    return None;
+                }
+                match acceptor.accept(stream).await {
+                    Ok(tls) => Some(tls),
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        None
+                    }
+                }
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Some(tls)) => serve(shared, tls, peer).await,
+                Ok(None) => {}
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// Whether the client's first byte opens a TLS handshake record (content type 22); `false`
+/// for anything else, such as the `P` of a plain-HTTP `POST`.
+#[cfg(feature = "tls")]
+async fn starts_with_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+}
+
+/// Answers a plain-HTTP request on the TLS port with a `400` that says so, and closes.
+#[cfg(feature = "tls")]
+async fn refuse_plain_http(mut stream: TcpStream) {
+    const BODY: &str = "client sent an HTTP request to an HTTPS server\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    tracing::debug!(peer = ?stream.peer_addr().ok(), "plain HTTP on the TLS port");
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    // Read what the client sent until it closes (bounded), so that closing does not reset
+    // the connection before the client has read the answer.
+    let _ = crate::io::read_bounded(&mut stream, 64 * 1024).await;
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection.
+async fn serve<IO>(shared: Arc<Shared>, io: IO, peer: SocketAddr)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(error) = conn.await {
+        tracing::debug!(%peer, %error, "streaming connection ended");
     }
 }
 

@@ -278,7 +278,7 @@ pub(crate) async fn remove(ctx: &mut Ctx<'_>, args: RemoveArgs) -> Result<i32> {
 pub(crate) async fn exec(ctx: &mut Ctx<'_>, args: ExecArgs) -> Result<i32> {
     let id = container_id(&ctx.client, &args.container).await?;
     if !args.sync {
-        let client = ctx.client.clone();
+        let client = ctx.client.with_streaming_connector(args.tls.connector()?);
         let transport = args.transport.into();
         return stream_session(ctx, args.interactive, args.tty, move |streams| async move {
             client.exec(id, args.cmd, transport, streams).await
@@ -304,7 +304,7 @@ pub(crate) async fn exec(ctx: &mut Ctx<'_>, args: ExecArgs) -> Result<i32> {
 /// `attach`: a streaming session with the container's main process.
 pub(crate) async fn attach(ctx: &mut Ctx<'_>, args: AttachArgs) -> Result<i32> {
     let id = container_id(&ctx.client, &args.container).await?;
-    let client = ctx.client.clone();
+    let client = ctx.client.with_streaming_connector(args.tls.connector()?);
     let transport = args.transport.into();
     stream_session(ctx, args.interactive, args.tty, move |streams| async move {
         client.attach(id, transport, streams).await
@@ -326,6 +326,18 @@ where
 {
     use tokio::io::AsyncReadExt;
 
+    // A terminal session: the local terminal goes raw while it runs (so keys like ^C reach
+    // the container) and its size follows the window. Restored when `_raw` drops.
+    let resize = if tty {
+        crate::terminal::watch_size()
+    } else {
+        None
+    };
+    let _raw = if tty && interactive {
+        crate::terminal::RawMode::enable(rustix::stdio::stdin())?
+    } else {
+        None
+    };
     let (out_writer, mut out_reader) = tokio::io::duplex(64 * 1024);
     let (err_writer, mut err_reader) = tokio::io::duplex(64 * 1024);
     let streams = cri_client::streaming::Streams {
@@ -333,7 +345,7 @@ where
         stdout: Some(Box::pin(out_writer)),
         stderr: (!tty).then(|| Box::pin(err_writer) as cri_client::streaming::Writer),
         tty,
-        resize: None,
+        resize,
     };
     let session = run(streams);
     let out = &mut *ctx.out;

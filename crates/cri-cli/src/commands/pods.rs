@@ -253,6 +253,7 @@ pub(crate) async fn port_forward(
     let remotes: Vec<u16> = pairs.iter().map(|(_, r)| *r).collect();
     let forward = ctx
         .client
+        .with_streaming_connector(args.tls.connector()?)
         .port_forward(&pod, &remotes, args.transport.into())
         .await?;
     let forward = std::sync::Arc::new(forward);

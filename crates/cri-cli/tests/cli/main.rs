@@ -12,3 +12,6 @@ mod logs;
 mod pods;
 mod runtime;
 mod stats_events;
+mod terminal;
+#[cfg(feature = "tls")]
+mod tls;

@@ -1,5 +1,5 @@
 //! Opening a [`ChannelSocket`]: the server side after the HTTP upgrade, the client side
-//! with its own handshake over plain TCP.
+//! with its own handshake over plain TCP or over a connection the caller opened.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -40,13 +40,21 @@ pub fn accept_key(key: &[u8]) -> String {
 
 /// Connects to `url` (`ws://` or `http://`, e.g. the URL an `Exec` call returned) over
 /// plain TCP, offering `protocols` in the given order, and returns the socket with the
-/// protocol the server chose. TLS (`https://`, `wss://`) is not supported.
+/// protocol the server chose. TLS URLs (`https://`, `wss://`) are refused here: open the
+/// TLS connection yourself and use [`client`], or run the whole session with
+/// [`run_with`](crate::run_with) and a [`Connector`](crate::Connector).
 pub async fn connect(
     url: &str,
     protocols: &[Protocol],
     config: Config,
 ) -> Result<(ChannelSocket, Protocol), Error> {
     let ws_url = websocket_url(url)?;
+    if ws_url.starts_with("wss://") {
+        return Err(invalid(
+            url,
+            "TLS needs a connection opened by the caller (websocket::client, or a Connector)",
+        ));
+    }
     let request = ws_url
         .as_str()
         .into_client_request()
@@ -71,8 +79,8 @@ pub async fn connect(
     client(tcp, &ws_url, protocols, config).await
 }
 
-/// Like [`connect`], over a connection the caller opened (`io`); `url` gives the request's
-/// path and `Host` header.
+/// Like [`connect`], over a connection the caller opened (`io`, plain or TLS); `url`
+/// (`ws`, `wss`, `http` or `https`) gives the request's path and `Host` header.
 pub async fn client<S>(
     io: S,
     url: &str,
@@ -119,15 +127,15 @@ fn invalid(url: &str, reason: &'static str) -> Error {
     }
 }
 
-/// `url` with an `http` scheme turned into `ws`.
+/// `url` with an `http` scheme turned into `ws` (and `https` into `wss`).
 fn websocket_url(url: &str) -> Result<String, Error> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(invalid(url, "no scheme"));
     };
     match scheme.to_ascii_lowercase().as_str() {
         "ws" | "http" => Ok(format!("ws://{rest}")),
-        "wss" | "https" => Err(invalid(url, "TLS is not supported")),
-        _ => Err(invalid(url, "the scheme must be ws or http")),
+        "wss" | "https" => Ok(format!("wss://{rest}")),
+        _ => Err(invalid(url, "the scheme must be ws, wss, http or https")),
     }
 }
 
@@ -146,7 +154,9 @@ mod tests {
             "ws://[::1]:8080/attach/x?a=b"
         );
         assert_eq!(websocket_url("ws://h/p").unwrap(), "ws://h/p");
-        for bad in ["https://h/p", "wss://h/p", "ftp://h/p", "h/p"] {
+        assert_eq!(websocket_url("https://h/p").unwrap(), "wss://h/p");
+        assert_eq!(websocket_url("WSS://h/p").unwrap(), "wss://h/p");
+        for bad in ["ftp://h/p", "h/p"] {
             assert!(
                 matches!(websocket_url(bad), Err(Error::InvalidUrl { .. })),
                 "{bad}"
