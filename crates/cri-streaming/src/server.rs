@@ -566,6 +566,9 @@ async fn spdy_remotecommand(
     Ok(())
 }
 
+/// Port-forward stream pairs of one SPDY session that may wait for their second stream.
+const MAX_HALF_OPEN_FORWARDS: usize = 64;
+
 fn port_allowed(request: &PortForwardRequest, port: u16) -> bool {
     request.port.is_empty() || request.port.contains(&i32::from(port))
 }
@@ -577,6 +580,8 @@ async fn spdy_port_forward(
     request: PortForwardRequest,
 ) -> Result<(), String> {
     // Each forwarded connection is a pair of streams (error + data) sharing a request id.
+    // Clients open the two back to back, so only a few pairs are ever half-open; the map is
+    // bounded so that a client holding a valid token cannot grow it without limit.
     let mut halves: std::collections::HashMap<
         String,
         (Option<spdy::Stream>, Option<spdy::Stream>, u16),
@@ -599,24 +604,36 @@ async fn spdy_port_forward(
         let request_id = header(protocol::REQUEST_ID);
         let port: Option<u16> = header(protocol::PORT).parse().ok();
         let stream = candidate.accept().await.map_err(|e| e.to_string())?;
-        let Some(port) = port else {
-            stream.reset();
-            continue;
-        };
-        let entry = halves
-            .entry(request_id.clone())
-            .or_insert((None, None, port));
-        match kind.as_str() {
-            stream_type::ERROR => entry.0 = Some(stream),
-            stream_type::DATA => entry.1 = Some(stream),
+        let is_error = match kind.as_str() {
+            stream_type::ERROR => true,
+            stream_type::DATA => false,
             _ => {
                 stream.reset();
                 continue;
             }
+        };
+        let Some(port) = port else {
+            stream.reset();
+            continue;
+        };
+        if !halves.contains_key(&request_id) && halves.len() >= MAX_HALF_OPEN_FORWARDS {
+            tracing::debug!(
+                request_id,
+                "port-forward: too many half-open stream pairs; refusing another"
+            );
+            stream.reset();
+            continue;
+        }
+        let entry = halves
+            .entry(request_id.clone())
+            .or_insert((None, None, port));
+        let slot = if is_error { &mut entry.0 } else { &mut entry.1 };
+        // A second stream of the same kind and id replaces the first, which is reset.
+        if let Some(previous) = slot.replace(stream) {
+            previous.reset();
         }
         if entry.0.is_some() && entry.1.is_some() {
-            let (Some(mut error), Some(data), port) = halves.remove(&request_id).expect("present")
-            else {
+            let Some((Some(mut error), Some(data), port)) = halves.remove(&request_id) else {
                 continue;
             };
             let shared = shared.clone();

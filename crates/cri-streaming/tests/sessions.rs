@@ -549,3 +549,88 @@ async fn port_forward_over_both_transports() {
         }
     }
 }
+
+/// A SPDY port-forward session opened by hand (HTTP upgrade, then a raw SPDY client), for
+/// clients that do not behave like ours.
+async fn raw_port_forward_session(url: &str) -> cri_streaming::spdy::Connection {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    tcp.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
+             Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        response.push(byte[0]);
+    }
+    assert!(
+        response.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    let (conn, _incoming) = cri_streaming::spdy::Connection::new(
+        tcp,
+        cri_streaming::spdy::Role::Client,
+        cri_streaming::spdy::Config::default(),
+    );
+    conn
+}
+
+fn forward_headers(kind: &str, request_id: usize) -> cri_streaming::spdy::Headers {
+    vec![
+        ("streamtype".into(), kind.into()),
+        ("port".into(), "8080".into()),
+        ("requestid".into(), request_id.to_string()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_port_forward_pairs_are_bounded() {
+    let server = server(Config::default()).await;
+    let url = server
+        .port_forward_url(PortForwardRequest {
+            pod_sandbox_id: "p1".into(),
+            port: vec![8080],
+        })
+        .unwrap();
+    let conn = raw_port_forward_session(&url).await;
+
+    // A client that opens error streams and never their data streams: the server keeps a
+    // bounded number of such halves and resets the streams beyond it.
+    let mut kept = Vec::new();
+    for id in 0..64 {
+        kept.push(conn.open(forward_headers("error", id)).await.unwrap());
+    }
+    let mut refused = conn.open(forward_headers("error", 64)).await.unwrap();
+    let mut buf = [0u8; 16];
+    let outcome = tokio::time::timeout(Duration::from_secs(10), refused.read(&mut buf))
+        .await
+        .expect("the refused stream ends");
+    assert!(
+        matches!(outcome, Ok(0) | Err(_)),
+        "a stream beyond the bound is reset, got {outcome:?}"
+    );
+
+    // The halves it kept still complete: the data stream of pair 0 reaches the runtime.
+    let mut data = conn.open(forward_headers("data", 0)).await.unwrap();
+    let mut greeting = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(10), data.read_exact(&mut greeting))
+        .await
+        .expect("the completed pair is served")
+        .unwrap();
+    assert_eq!(&greeting, b"port 8080\n");
+    data.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    data.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    drop(kept);
+    conn.close();
+}
