@@ -9,7 +9,7 @@ use super::config::Platform;
 use super::fsutil::{HashingWriter, TempPath, sha256_digest};
 use super::manifest::{self, CONTAINERD_NAME_ANNOTATION, Descriptor, Parsed, REF_NAME_ANNOTATION};
 use super::reference::Reference;
-use super::store::{LayerRecord, NewImage, Record, Store, parse_config};
+use super::store::{LayerRecord, NewImage, Record, Store, diff_ids, parse_config};
 use super::{Image, unpack};
 use crate::{Error, Result};
 
@@ -221,20 +221,9 @@ fn resolve_entry(
     };
     let config_bytes = read_document(store, &config_desc)?;
     let config = parse_config(&config_bytes, &config_desc.digest)?;
-    let diff_ids = config.rootfs().diff_ids().clone();
-    if diff_ids.len() != layers.len() {
-        return Err(Error::Corrupt {
-            digest: config_desc.digest.clone(),
-            reason: format!(
-                "the config lists {} diff ids for {} layers",
-                diff_ids.len(),
-                layers.len()
-            ),
-        });
-    }
+    let diff_ids = diff_ids(&config, &config_desc.digest, layers.len())?;
     lease.extend(diff_ids.iter().map(String::as_str));
     for (layer, diff_id) in layers.iter().zip(&diff_ids) {
-        manifest::check_sha256(diff_id)?;
         if !store.has_blob(&layer.digest) {
             return Err(Error::Corrupt {
                 digest: layer.digest.clone(),

@@ -269,20 +269,7 @@ async fn pull_from(
         data
     };
     let image_config = parse_config(&config_bytes, &config_desc.digest)?;
-    let diff_ids = image_config.rootfs().diff_ids().clone();
-    if diff_ids.len() != layers.len() {
-        return Err(Error::Corrupt {
-            digest: config_desc.digest.clone(),
-            reason: format!(
-                "the config lists {} diff ids for {} layers",
-                diff_ids.len(),
-                layers.len()
-            ),
-        });
-    }
-    for diff_id in &diff_ids {
-        manifest::check_sha256(diff_id)?;
-    }
+    let diff_ids = super::store::diff_ids(&image_config, &config_desc.digest, layers.len())?;
     lease.extend(diff_ids.iter().map(String::as_str));
 
     // Collected first: a lazy `map` over borrowed pairs makes the pull future's `Send`

@@ -598,6 +598,29 @@ pub(crate) fn parse_config(bytes: &[u8], digest: &str) -> Result<ImageConfigurat
     })
 }
 
+/// The layer diff ids of an image config, checked against the manifest's layer count and for
+/// being sha256 digests.
+pub(crate) fn diff_ids(
+    config: &ImageConfiguration,
+    config_digest: &str,
+    layers: usize,
+) -> Result<Vec<String>> {
+    let diff_ids = config.rootfs().diff_ids().clone();
+    if diff_ids.len() != layers {
+        return Err(Error::Corrupt {
+            digest: config_digest.to_string(),
+            reason: format!(
+                "the config lists {} diff ids for {layers} layers",
+                diff_ids.len()
+            ),
+        });
+    }
+    for diff_id in &diff_ids {
+        super::manifest::check_sha256(diff_id)?;
+    }
+    Ok(diff_ids)
+}
+
 /// The id `reference_or_id` names.
 fn resolve(state: &State, reference_or_id: &str) -> Result<String> {
     let not_found = || Error::ImageNotFound(reference_or_id.to_string());
