@@ -60,6 +60,19 @@ pub(crate) struct ServeArgs {
     /// The cgroup parent of pods that name none (cgroupfs layout).
     #[arg(long, default_value = "/runc-runtime")]
     pub(crate) cgroup_parent: String,
+    /// A CNI network config directory: pods with their own network namespace get their
+    /// network from the first config in it (`*.conflist`, `*.conf`, `*.json` by name). Without
+    /// it, there is no CNI: such pods have only `lo`.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cni_conf_dir: Option<PathBuf>,
+    /// Where CNI plugins are looked for (repeatable, or a colon-separated list).
+    #[arg(
+        long = "cni-bin-dir",
+        value_name = "DIR",
+        value_delimiter = ':',
+        default_value = "/opt/cni/bin:/usr/lib/cni"
+    )]
+    pub(crate) cni_bin_dirs: Vec<PathBuf>,
 }
 
 impl ServeArgs {
@@ -114,6 +127,38 @@ mod tests {
             ]
         );
         assert_eq!(args.serve.plain_http, ["127.0.0.1:5000"]);
+    }
+
+    #[test]
+    fn cni_is_off_unless_a_config_directory_is_given() {
+        let args = Args::try_parse_from(["runc-runtime"]).unwrap();
+        assert_eq!(args.serve.cni_conf_dir, None);
+        assert_eq!(
+            args.serve.cni_bin_dirs,
+            [PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+        );
+        let args = Args::try_parse_from([
+            "runc-runtime",
+            "--cni-conf-dir",
+            "/etc/cni/net.d",
+            "--cni-bin-dir",
+            "/a:/b",
+            "--cni-bin-dir",
+            "/c",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.serve.cni_conf_dir,
+            Some(PathBuf::from("/etc/cni/net.d"))
+        );
+        assert_eq!(
+            args.serve.cni_bin_dirs,
+            [
+                PathBuf::from("/a"),
+                PathBuf::from("/b"),
+                PathBuf::from("/c")
+            ]
+        );
     }
 
     #[test]

@@ -8,9 +8,11 @@
 
 mod cgroups;
 mod cli;
+mod cni;
 mod error;
 mod images;
 mod monitor;
+mod netns;
 mod runc;
 mod runtime;
 mod server;

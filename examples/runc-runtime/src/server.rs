@@ -5,6 +5,7 @@ use std::sync::Arc;
 use cri_oci::image::RegistryConfig;
 
 use crate::cli::ServeArgs;
+use crate::cni::Cni;
 use crate::runc::Runc;
 use crate::runtime::{Config, Runtime, detect_host};
 
@@ -30,6 +31,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         registry,
         monitor_exe: std::env::current_exe()
             .map_err(|e| format!("finding this binary (to start monitors): {e}"))?,
+        cni: Cni::new(args.cni_conf_dir.clone(), args.cni_bin_dirs.clone()),
     };
     let runc = Runc::new(&args.runc, args.runc_root());
     let host = detect_host(&args.cgroup_parent);
@@ -39,6 +41,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         restrict_oom_score_adj = host.restrict_oom_score_adj,
         "starting"
     );
+    match (&config.cni.conf_dir(), config.cni.load()) {
+        (None, _) => tracing::info!("no CNI: pods with their own network have only lo"),
+        (Some(dir), Ok(network)) => tracing::info!(
+            conf_dir = %dir.display(),
+            network = %network.name,
+            source = %network.source.display(),
+            "CNI network"
+        ),
+        (Some(dir), Err(e)) => {
+            tracing::warn!(conf_dir = %dir.display(), error = %e, "CNI network not ready yet")
+        }
+    }
     let runtime = Runtime::open(config, runc, host)
         .await
         .map_err(|e| format!("opening the state under {}: {e}", args.root.display()))?;

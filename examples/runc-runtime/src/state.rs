@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! <root>/pods/<pod id>/pod.json                 PodRecord (+ the pause container's bundle,
-//!                                               monitor files and exit.json)
+//!                                               monitor files, exit.json and the pinned
+//!                                               network namespace `netns` under CNI)
 //! <root>/containers/<container id>/container.json  ContainerRecord (+ bundle, rootfs,
 //!                                               monitor files and exit.json)
 //! ```
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use cri_api::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::cni::NetworkList;
 use crate::monitor::protocol::write_json_atomic;
 
 /// A pod's record file name.
@@ -50,6 +52,26 @@ pub(crate) struct PodRecord {
     /// The pause image's id.
     #[serde(default)]
     pub(crate) pause_image: String,
+    /// The pod's CNI attachment (pods with their own network, when CNI is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<PodNetwork>,
+}
+
+/// A pod's CNI attachment: what DEL needs, even from a restarted runtime whose config
+/// directory changed since.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct PodNetwork {
+    /// The pinned network namespace (`<pod dir>/netns`).
+    pub(crate) netns: PathBuf,
+    /// The network list ADD ran.
+    pub(crate) config: NetworkList,
+    /// ADD's result (DEL's `prevResult`).
+    pub(crate) result: serde_json::Value,
+    /// The pod's addresses from the result, first one first.
+    pub(crate) ips: Vec<String>,
+    /// Set once DEL succeeded (StopPodSandbox); the addresses are released.
+    #[serde(default)]
+    pub(crate) torn_down: bool,
 }
 
 /// A container as persisted.
@@ -141,6 +163,18 @@ mod tests {
             cgroup_parent: "/kubepods/pod-u1".into(),
             created_cgroups: vec!["/kubepods/pod-u1".into()],
             pause_image: "sha256:abc".into(),
+            network: Some(PodNetwork {
+                netns: "/r/pods/p1/netns".into(),
+                config: NetworkList {
+                    name: "net".into(),
+                    cni_version: "1.0.0".into(),
+                    plugins: vec![serde_json::from_str(r#"{"type":"bridge"}"#).unwrap()],
+                    source: "/etc/cni/net.d/10-net.conflist".into(),
+                },
+                result: serde_json::json!({"ips": [{"address": "10.1.0.2/24"}]}),
+                ips: vec!["10.1.0.2".into()],
+                torn_down: false,
+            }),
         };
         let dir = root.path().join("p1");
         std::fs::create_dir(&dir).unwrap();

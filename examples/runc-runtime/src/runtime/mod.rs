@@ -23,6 +23,7 @@ use cri_server::{EventBroadcaster, Result};
 use tokio::sync::watch;
 
 use crate::cgroups::Cgroups;
+use crate::cni::Cni;
 use crate::monitor::protocol::{self, ExitRecord, Handshake, MonitorConfig, Request};
 use crate::runc::Runc;
 use crate::state::{self, ContainerRecord, PodRecord};
@@ -43,6 +44,8 @@ pub(crate) struct Config {
     pub(crate) registry: RegistryConfig,
     /// This binary, started as `monitor`.
     pub(crate) monitor_exe: PathBuf,
+    /// CNI for pods with their own network (not configured: they get only `lo`).
+    pub(crate) cni: Cni,
 }
 
 /// The runtime: serves both CRI services (`service.rs`, `crate::images`) and streaming
@@ -194,7 +197,8 @@ impl Runtime {
         tracing::info!(pods, containers, "state loaded");
     }
 
-    /// Removes what an interrupted creation left: runc's container, the rootfs, the directory.
+    /// Removes what an interrupted creation left: runc's container, the rootfs, a pinned
+    /// network namespace, the directory.
     async fn discard_dir(&self, dir: &Path) {
         if let Some(id) = dir.file_name().and_then(|n| n.to_str())
             && let Err(e) = self.runc.delete(id).await
@@ -203,6 +207,9 @@ impl Runtime {
         }
         if let Err(e) = cri_oci::image::cleanup_rootfs(&dir.join("rootfs")) {
             tracing::warn!(dir = %dir.display(), error = %e, "removing an unfinished rootfs");
+        }
+        if let Err(e) = crate::netns::unpin(&dir.join(crate::netns::FILE)) {
+            tracing::warn!(dir = %dir.display(), error = %e, "unpinning a network namespace");
         }
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -1,5 +1,7 @@
 //! Pod sandboxes: a directory with the pod's files, and a pause container whose namespaces
-//! the pod's containers join.
+//! the pod's containers join. With CNI configured, a pod with its own network namespace is
+//! attached to the network (ADD) once its pause container runs, and detached (DEL) when it
+//! stops.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cri_api::v1::{
-    LinuxPodSandboxStatus, Namespace, NamespaceMode, PodSandbox, PodSandboxConfig,
+    LinuxPodSandboxStatus, Namespace, NamespaceMode, PodIp, PodSandbox, PodSandboxConfig,
     PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 use cri_oci::image::RootfsMode;
@@ -16,9 +18,11 @@ use cri_server::{Error, Result};
 use tokio::sync::watch;
 
 use super::{Runtime, exited_within, lock, new_id};
+use crate::cni::{self, Attachment, NetworkList};
 use crate::error;
 use crate::monitor::protocol::{ExitRecord, MonitorConfig, now_nanos};
-use crate::state::{self, PodRecord};
+use crate::netns;
+use crate::state::{self, PodNetwork, PodRecord};
 
 /// One pod sandbox.
 pub(crate) struct Pod {
@@ -108,9 +112,7 @@ impl Pod {
             metadata: record.config.metadata.clone(),
             state: self.state() as i32,
             created_at: record.created_at,
-            // No CNI: a pod has the host's network or a loopback-only namespace; neither
-            // gives it an address of its own.
-            network: Some(PodSandboxNetworkStatus::default()),
+            network: Some(network_status(record.network.as_ref())),
             linux: Some(LinuxPodSandboxStatus {
                 namespaces: Some(Namespace {
                     options: namespaces,
@@ -149,6 +151,32 @@ impl Pod {
         let mut record = lock(&self.record);
         record.ready = ready;
         state::save(&self.dir, state::POD_FILE, &*record)
+    }
+
+    /// Records that CNI DEL succeeded.
+    fn set_network_torn_down(&self) -> std::io::Result<()> {
+        let mut record = lock(&self.record);
+        if let Some(network) = &mut record.network {
+            network.torn_down = true;
+        }
+        state::save(&self.dir, state::POD_FILE, &*record)
+    }
+}
+
+/// The pod's addresses: none without a CNI attachment (host network, no CNI) or once it was
+/// torn down; otherwise the first as `ip`, the others as `additional_ips`.
+fn network_status(network: Option<&PodNetwork>) -> PodSandboxNetworkStatus {
+    match network {
+        Some(network) if !network.torn_down => PodSandboxNetworkStatus {
+            ip: network.ips.first().cloned().unwrap_or_default(),
+            additional_ips: network
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| PodIp { ip: ip.clone() })
+                .collect(),
+        },
+        _ => PodSandboxNetworkStatus::default(),
     }
 }
 
@@ -277,6 +305,12 @@ impl Runtime {
         config: PodSandboxConfig,
         runtime_handler: String,
     ) -> Result<()> {
+        // The network first: a pod CNI cannot attach is refused before anything runs.
+        let network = if self.config.cni.conf_dir().is_some() && !host_network(&config) {
+            Some(self.config.cni.load().map_err(error::cni)?)
+        } else {
+            None
+        };
         std::fs::create_dir_all(dir).map_err(|e| error::io("creating the pod directory", e))?;
         let pause = self.ensure_image(&self.config.pause_image).await?;
         let files =
@@ -307,6 +341,10 @@ impl Runtime {
         };
         let pid = self.start_monitor(dir, &monitor).await?;
         self.runc.start(id).await.map_err(error::runc)?;
+        let network = match network {
+            Some(list) => Some(self.attach(id, dir, pid, &config, list).await?),
+            None => None,
+        };
         let record = PodRecord {
             id: id.to_string(),
             config,
@@ -317,12 +355,86 @@ impl Runtime {
             cgroup_parent,
             created_cgroups,
             pause_image: pause.id.clone(),
+            network,
         };
-        state::save(dir, state::POD_FILE, &record).map_err(|e| error::io("writing pod.json", e))?;
+        if let Err(e) = state::save(dir, state::POD_FILE, &record) {
+            if let Some(network) = &record.network {
+                self.detach(id, &record.config, network).await;
+            }
+            return Err(error::io("writing pod.json", e));
+        }
         let pod = Arc::new(Pod::new(dir.to_path_buf(), record, None));
         lock(&self.pods).insert(id.to_string(), pod.clone());
         self.watch_pod(&pod);
         Ok(())
+    }
+
+    /// Pins the network namespace of the pause process `pid` to `<dir>/netns` and runs CNI
+    /// ADD of `list` on it. On a failure, what ADD did is undone (DEL) and the pin removed.
+    async fn attach(
+        &self,
+        id: &str,
+        dir: &Path,
+        pid: u32,
+        config: &PodSandboxConfig,
+        list: NetworkList,
+    ) -> Result<PodNetwork> {
+        let path = dir.join(netns::FILE);
+        netns::pin(pid, &path).map_err(|e| error::io("pinning the pod's network namespace", e))?;
+        let attachment = Attachment::for_pod(id, &path, config.metadata.as_ref());
+        match self.config.cni.add(&list, &attachment).await {
+            Ok(result) => Ok(PodNetwork {
+                netns: path,
+                ips: cni::result_ips(&result),
+                config: list,
+                result,
+                torn_down: false,
+            }),
+            Err(e) => {
+                if let Err(del) = self.config.cni.del(&list, &attachment, None).await {
+                    tracing::warn!(id, error = %del, "CNI DEL after a failed ADD");
+                }
+                if let Err(unpin) = netns::unpin(&path) {
+                    tracing::warn!(id, error = %unpin, "unpinning the network namespace");
+                }
+                Err(error::cni(e))
+            }
+        }
+    }
+
+    /// Best-effort CNI DEL and unpin, for a creation that failed after ADD.
+    async fn detach(&self, id: &str, config: &PodSandboxConfig, network: &PodNetwork) {
+        let attachment = Attachment::for_pod(id, &network.netns, config.metadata.as_ref());
+        if let Err(e) = self
+            .config
+            .cni
+            .del(&network.config, &attachment, Some(&network.result))
+            .await
+        {
+            tracing::warn!(id, error = %e, "CNI DEL of a pod that failed to start");
+        }
+        if let Err(e) = netns::unpin(&network.netns) {
+            tracing::warn!(id, error = %e, "unpinning the network namespace");
+        }
+    }
+
+    /// CNI DEL of the pod's attachment, once (a no-op without one or when done already). The
+    /// namespace stays pinned (until the pod is removed), so this works after the pause
+    /// process is gone too.
+    async fn tear_down_network(&self, pod: &Pod) -> Result<()> {
+        let record = pod.record();
+        let Some(network) = record.network.filter(|n| !n.torn_down) else {
+            return Ok(());
+        };
+        let attachment =
+            Attachment::for_pod(&record.id, &network.netns, record.config.metadata.as_ref());
+        self.config
+            .cni
+            .del(&network.config, &attachment, Some(&network.result))
+            .await
+            .map_err(error::cni)?;
+        pod.set_network_torn_down()
+            .map_err(|e| error::io("writing pod.json", e))
     }
 
     /// The image `reference` from the store, pulled first when missing.
@@ -355,6 +467,7 @@ impl Runtime {
         for container in self.containers_of(id) {
             self.stop(&container, Duration::ZERO).await?;
         }
+        self.tear_down_network(&pod).await?;
         if !pod.exited() {
             if let Err(e) = self.runc.kill(id, "KILL", false).await
                 && !e.is_not_running()
@@ -388,6 +501,8 @@ impl Runtime {
         }
         self.runc.delete(id).await.map_err(error::runc)?;
         cri_oci::image::cleanup_rootfs(&pod.dir.join("rootfs")).map_err(error::oci)?;
+        netns::unpin(&pod.dir.join(netns::FILE))
+            .map_err(|e| error::io("unpinning the pod's network namespace", e))?;
         std::fs::remove_dir_all(&pod.dir)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -423,6 +538,7 @@ impl Runtime {
                 "cgroupParent": record.cgroup_parent,
                 "directory": pod.dir,
                 "pauseExit": *pod.exit.borrow(),
+                "network": record.network,
             });
             info.insert("info".to_string(), detail.to_string());
         }
@@ -498,6 +614,36 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(files.hostname.unwrap()).unwrap(),
             format!("{node}\n")
+        );
+    }
+
+    #[test]
+    fn the_network_status_lists_the_addresses_until_torn_down() {
+        assert_eq!(network_status(None), PodSandboxNetworkStatus::default());
+        let mut network = PodNetwork {
+            netns: "/r/pods/p/netns".into(),
+            config: NetworkList {
+                name: "n".into(),
+                cni_version: "1.0.0".into(),
+                plugins: Vec::new(),
+                source: PathBuf::new(),
+            },
+            result: serde_json::Value::Null,
+            ips: vec!["10.1.0.2".into(), "fd00::2".into()],
+            torn_down: false,
+        };
+        let status = network_status(Some(&network));
+        assert_eq!(status.ip, "10.1.0.2");
+        assert_eq!(
+            status.additional_ips,
+            [PodIp {
+                ip: "fd00::2".into()
+            }]
+        );
+        network.torn_down = true;
+        assert_eq!(
+            network_status(Some(&network)),
+            PodSandboxNetworkStatus::default()
         );
     }
 

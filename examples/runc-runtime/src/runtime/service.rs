@@ -14,6 +14,28 @@ fn seconds(value: i64) -> Duration {
     Duration::from_secs(u64::try_from(value).unwrap_or(0))
 }
 
+impl Runtime {
+    /// NetworkReady: true without CNI (pods have the host network or only `lo`, which need
+    /// no plugin) and when the CNI config directory holds a usable network; otherwise false
+    /// with reason `NetworkPluginNotReady`.
+    fn network_condition(&self) -> RuntimeCondition {
+        let not_ready = match self.config.cni.conf_dir() {
+            None => None,
+            Some(_) => self.config.cni.load().err(),
+        };
+        RuntimeCondition {
+            r#type: condition::NETWORK_READY.into(),
+            status: not_ready.is_none(),
+            reason: if not_ready.is_some() {
+                "NetworkPluginNotReady".into()
+            } else {
+                String::new()
+            },
+            message: not_ready.map(|e| format!("CNI: {e}")).unwrap_or_default(),
+        }
+    }
+}
+
 #[async_trait]
 impl RuntimeService for Runtime {
     async fn version(&self, _ctx: Context, _req: VersionRequest) -> Result<VersionResponse> {
@@ -32,13 +54,7 @@ impl RuntimeService for Runtime {
                 status: true,
                 ..Default::default()
             },
-            // No CNI: pods get the host's network or a loopback-only namespace, both of which
-            // work without a network plugin.
-            RuntimeCondition {
-                r#type: condition::NETWORK_READY.into(),
-                status: true,
-                ..Default::default()
-            },
+            self.network_condition(),
         ];
         let mut info = HashMap::new();
         if req.verbose {
@@ -50,6 +66,14 @@ impl RuntimeService for Runtime {
                 .await
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_else(|e| format!("unavailable: {e}"));
+            let network = match self.config.cni.conf_dir() {
+                Some(dir) => serde_json::json!({
+                    "cniConfDir": dir,
+                    "cniBinDirs": self.config.cni.bin_dirs(),
+                    "network": self.config.cni.load().ok(),
+                }),
+                None => "host or loopback-only namespaces (no CNI)".into(),
+            };
             let config = serde_json::json!({
                 "root": self.config.root,
                 "runc": self.runc.path(),
@@ -59,7 +83,7 @@ impl RuntimeService for Runtime {
                 "cgroupParent": self.host.cgroup_parent,
                 "cgroupV2": self.cgroups.is_unified(),
                 "restrictOomScoreAdj": self.host.restrict_oom_score_adj,
-                "network": "host or loopback-only namespaces (no CNI)",
+                "network": network,
             });
             info.insert("config".to_string(), config.to_string());
         }
@@ -97,13 +121,13 @@ impl RuntimeService for Runtime {
         _ctx: Context,
         req: UpdateRuntimeConfigRequest,
     ) -> Result<UpdateRuntimeConfigResponse> {
-        // Without a network plugin there is nothing to hand the pod CIDR to.
+        // CNI configs are used as they are written: the pod CIDR is not templated into one.
         let cidr = req
             .runtime_config
             .and_then(|c| c.network_config)
             .map(|n| n.pod_cidr)
             .unwrap_or_default();
-        tracing::info!(%cidr, "pod CIDR noted (no network plugin to apply it to)");
+        tracing::info!(%cidr, "pod CIDR noted (not applied: CNI configs are used as written)");
         Ok(UpdateRuntimeConfigResponse {})
     }
 

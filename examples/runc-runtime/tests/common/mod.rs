@@ -99,6 +99,8 @@ pub(crate) struct Options {
     pub(crate) imports: Vec<PathBuf>,
     /// The registry every pull goes to (mirror of docker.io and registry.k8s.io).
     pub(crate) registry: Option<String>,
+    /// More flags (e.g. `--cni-conf-dir DIR`).
+    pub(crate) args: Vec<String>,
 }
 
 /// A running `runc-runtime` with its own root, socket and runc state; cleaned up on drop.
@@ -267,6 +269,7 @@ async fn launch(root: &Path, socket: &Path, options: &Options, slot: &mut Option
         }
         command.arg("--plain-http").arg(host);
     }
+    command.args(&options.args);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -1,0 +1,434 @@
+//! CNI networking (`--cni-conf-dir`), with Debian's containernetworking-plugins: pods with
+//! their own network namespace get an address on a bridge (`bridge` + `host-local`), reach
+//! each other and are reached from the host, keep their addresses across a runtime restart
+//! and give them back when stopped; a configured directory without a usable network makes
+//! NetworkReady false; and the conformance suite passes with CNI on.
+//!
+//! Each test uses its own bridge (`crirs<pid>n<k>`) and subnet (`10.<237+k>.<pid % 200>.0/24`),
+//! deleted on drop even when the test fails.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Runtime, wait_for};
+use cri_client::cri_api::v1::*;
+use cri_client::cri_api::well_known::condition;
+use cri_testkit::conformance::{Config, Outcome, Suite};
+
+/// Where Debian installs the plugins.
+const PLUGINS: &str = "/usr/lib/cni";
+
+/// The common preconditions, plus the plugins these tests use.
+fn requirements() -> Option<common::Images> {
+    let images = common::requirements()?;
+    let missing = ["bridge", "host-local"]
+        .into_iter()
+        .find(|p| !Path::new(PLUGINS).join(p).exists());
+    if let Some(plugin) = missing {
+        let why =
+            format!("{PLUGINS}/{plugin} is missing (apt-get install containernetworking-plugins)");
+        if std::env::var("CRI_PEER_REQUIRED").is_ok_and(|v| v == "1") {
+            panic!("CRI_PEER_REQUIRED=1 but the CNI tests cannot run: {why}");
+        }
+        eprintln!("\n*** SKIPPED: runc-runtime CNI test — {why} ***\n");
+        return None;
+    }
+    Some(images)
+}
+
+/// A bridge network written into a temp dir (the conflist and host-local's data); the
+/// bridge link is deleted on drop.
+struct Network {
+    dir: tempfile::TempDir,
+    name: String,
+    bridge: String,
+    /// `10.x.y.`
+    prefix: String,
+}
+
+impl Network {
+    fn new(k: u32) -> Network {
+        let pid = std::process::id();
+        let dir = tempfile::Builder::new()
+            .prefix("runc-rt-cni-")
+            .tempdir()
+            .unwrap();
+        let network = Network {
+            name: format!("cri-rs-test-{k}"),
+            bridge: format!("crirs{}n{k}", pid % 100_000),
+            prefix: format!("10.{}.{}.", 237 + k, pid % 200),
+            dir,
+        };
+        std::fs::create_dir(network.conf_dir()).unwrap();
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": network.name,
+            "plugins": [{
+                "type": "bridge",
+                "bridge": network.bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": format!("{}0/24", network.prefix)}]],
+                    "dataDir": network.dir.path().join("ipam"),
+                },
+            }],
+        });
+        std::fs::write(
+            network.conf_dir().join("10-cri-rs-test.conflist"),
+            conflist.to_string(),
+        )
+        .unwrap();
+        network
+    }
+
+    fn conf_dir(&self) -> PathBuf {
+        self.dir.path().join("conf")
+    }
+
+    /// The runtime's flags for this network.
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--cni-conf-dir".into(),
+            self.conf_dir().display().to_string(),
+            "--cni-bin-dir".into(),
+            PLUGINS.into(),
+        ]
+    }
+
+    /// The addresses host-local has handed out (one file per address).
+    fn leases(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("ipam").join(&self.name)) else {
+            return Vec::new();
+        };
+        let mut leases: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|name| name.parse::<IpAddr>().is_ok())
+            .collect();
+        leases.sort();
+        leases
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The pod's `(ip, additional_ips)` from PodSandboxStatus.
+async fn pod_ips(runtime: &Runtime, id: &str) -> (String, Vec<String>) {
+    let network = runtime
+        .client
+        .pod_sandbox_status(id, false)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.network)
+        .unwrap_or_default();
+    (
+        network.ip,
+        network.additional_ips.into_iter().map(|i| i.ip).collect(),
+    )
+}
+
+async fn network_condition(runtime: &Runtime) -> RuntimeCondition {
+    runtime
+        .client
+        .status(false)
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == condition::NETWORK_READY)
+        .expect("a NetworkReady condition")
+}
+
+/// `GET /index.html` from `ip:port`, from the host's network namespace.
+fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
+    let address = SocketAddr::new(ip.parse().map_err(std::io::Error::other)?, port);
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_get_addresses_on_a_bridge() {
+    let Some(images) = requirements() else {
+        return;
+    };
+    let network = Network::new(0);
+    let mut runtime = Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        args: network.args(),
+        ..Default::default()
+    })
+    .await;
+    let ready = network_condition(&runtime).await;
+    assert!(ready.status, "{ready:?}\n{}", runtime.log());
+
+    let config_a = runtime.pod_config("cni-a", true);
+    let config_b = runtime.pod_config("cni-b", true);
+    let a = runtime
+        .client
+        .run_pod_sandbox(config_a.clone(), "")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", runtime.log()));
+    let b = runtime
+        .client
+        .run_pod_sandbox(config_b.clone(), "")
+        .await
+        .unwrap();
+    let (ip_a, more_a) = pod_ips(&runtime, &a).await;
+    let (ip_b, _) = pod_ips(&runtime, &b).await;
+    assert!(ip_a.starts_with(&network.prefix), "{ip_a}");
+    assert!(ip_b.starts_with(&network.prefix), "{ip_b}");
+    assert_ne!(ip_a, ip_b);
+    assert!(more_a.is_empty(), "{more_a:?}");
+    let mut both = vec![ip_a.clone(), ip_b.clone()];
+    both.sort();
+    assert_eq!(network.leases(), both);
+
+    // A host-network pod never touches CNI.
+    let host_pod = runtime
+        .client
+        .run_pod_sandbox(runtime.pod_config("cni-host", false), "")
+        .await
+        .unwrap();
+    assert_eq!(pod_ips(&runtime, &host_pod).await.0, "");
+    assert_eq!(network.leases().len(), 2);
+
+    // Pod B serves HTTP on its address; pod A and the host fetch from it.
+    let server = runtime
+        .client
+        .create_container(
+            &b,
+            Runtime::container_config(
+                "server",
+                &images.busybox,
+                &[
+                    "sh",
+                    "-c",
+                    "mkdir -p /www && echo pong-from-b > /www/index.html && exec httpd -f -p 8080 -h /www",
+                ],
+            ),
+            Some(config_b.clone()),
+        )
+        .await
+        .unwrap();
+    runtime.client.start_container(&server).await.unwrap();
+    let client = runtime
+        .client
+        .create_container(
+            &a,
+            Runtime::container_config("client", &images.busybox, &["sleep", "3600"]),
+            Some(config_a.clone()),
+        )
+        .await
+        .unwrap();
+    runtime.client.start_container(&client).await.unwrap();
+
+    let url = format!("http://{ip_b}:8080/index.html");
+    let fetched = wait_for("pod A to fetch from pod B", Duration::from_secs(30), || {
+        let (runtime, client, url) = (&runtime, &client, &url);
+        async move {
+            let out = runtime
+                .client
+                .exec_sync(
+                    client,
+                    ["wget", "-q", "-O", "-", url.as_str()],
+                    Duration::from_secs(10),
+                )
+                .await
+                .ok()?;
+            out.success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    })
+    .await;
+    assert_eq!(fetched.trim(), "pong-from-b");
+    // Pod A's eth0 has its address.
+    let addresses = runtime
+        .client
+        .exec_sync(
+            &client,
+            ["ip", "-4", "addr", "show", "eth0"],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&addresses.stdout).contains(&format!("inet {ip_a}/24")),
+        "{addresses:?}"
+    );
+    let ip = ip_b.clone();
+    let answer = tokio::task::spawn_blocking(move || http_get(&ip, 8080))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.contains("pong-from-b"), "{answer}");
+
+    // A restarted runtime still reports the addresses, and releases them.
+    runtime.kill();
+    runtime.spawn().await;
+    assert_eq!(pod_ips(&runtime, &a).await.0, ip_a);
+    assert_eq!(pod_ips(&runtime, &b).await.0, ip_b);
+
+    for (id, ip) in [(&a, &ip_a), (&b, &ip_b)] {
+        runtime.client.stop_pod_sandbox(id).await.unwrap();
+        assert!(!network.leases().contains(ip), "{ip} still leased");
+        assert_eq!(pod_ips(&runtime, id).await.0, "");
+        // Idempotent: a second stop runs no DEL and succeeds.
+        runtime.client.stop_pod_sandbox(id).await.unwrap();
+    }
+    assert_eq!(network.leases(), Vec::<String>::new());
+
+    // Removal unpins the namespaces: nothing stays mounted under the pods.
+    for id in [&a, &b, &host_pod] {
+        runtime.client.remove_pod_sandbox(id).await.unwrap();
+    }
+    let pods = format!("{}/", runtime.root.join("pods").display());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&pods)),
+        "left mounted under {pods}"
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_is_not_ready_without_a_usable_config() {
+    let Some(images) = requirements() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let runtime = Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        args: vec![
+            "--cni-conf-dir".into(),
+            conf.display().to_string(),
+            "--cni-bin-dir".into(),
+            PLUGINS.into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let empty = network_condition(&runtime).await;
+    assert!(!empty.status);
+    assert_eq!(empty.reason, "NetworkPluginNotReady");
+    assert!(
+        empty.message.contains(&conf.display().to_string()),
+        "{empty:?}"
+    );
+
+    // A pod that needs the network is refused, and leaves nothing behind.
+    let err = runtime
+        .client
+        .run_pod_sandbox(runtime.pod_config("cni-refused", true), "")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not ready"), "{err}");
+    assert!(
+        runtime
+            .client
+            .list_pod_sandbox(None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A host-network pod does not need it.
+    let host_pod = runtime
+        .client
+        .run_pod_sandbox(runtime.pod_config("cni-host-only", false), "")
+        .await
+        .unwrap();
+    runtime.client.stop_pod_sandbox(&host_pod).await.unwrap();
+    runtime.client.remove_pod_sandbox(&host_pod).await.unwrap();
+
+    // An invalid config is named with its field; a valid one makes the network ready.
+    std::fs::write(
+        conf.join("10-bad.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"x"}"#,
+    )
+    .unwrap();
+    let invalid = network_condition(&runtime).await;
+    assert!(!invalid.status);
+    assert!(
+        invalid
+            .message
+            .contains("10-bad.conflist: plugins: missing"),
+        "{invalid:?}"
+    );
+    std::fs::write(
+        conf.join("20-good.conf"),
+        r#"{"cniVersion":"1.0.0","name":"good","type":"bridge","bridge":"unused0"}"#,
+    )
+    .unwrap();
+    assert!(network_condition(&runtime).await.status);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_cni() {
+    let Some(images) = requirements() else {
+        return;
+    };
+    let network = Network::new(1);
+    let registry = common::registry(&images).await;
+    let runtime = Runtime::start(common::Options {
+        registry: Some(registry.endpoint()),
+        args: network.args(),
+        ..Default::default()
+    })
+    .await;
+    let config = Config {
+        image: images.busybox.clone(),
+        pull_image: Some(images.busybox.clone()),
+        removable_image: Some(images.removable.clone()),
+        host_network: false,
+        log_root: Some(runtime.log_root.clone()),
+        ..Default::default()
+    };
+    let report = Suite::new(config).run(&runtime.client).await;
+    println!("{}", report.human(false));
+    let s = report.summary();
+    println!(
+        "runc-runtime (CNI bridge): {} passed, {} skipped, {} failed",
+        s.passed, s.skipped, s.failed
+    );
+    let not_passed: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Passed))
+        .map(|r| r.id.clone())
+        .collect();
+    let log = runtime.log();
+    runtime.shutdown().await;
+    registry.shutdown().await;
+    assert!(
+        not_passed.is_empty(),
+        "not passed: {not_passed:?}\n{}\nruntime log:\n{log}",
+        report.human(false)
+    );
+    assert!(s.passed >= 41, "{s:?}");
+    // Every pod's address went back.
+    assert_eq!(network.leases(), Vec::<String>::new());
+}
