@@ -357,6 +357,19 @@ const CDI_SPEC: &str = r#"{
   ]
 }"#;
 
+const CDI_YAML_SPEC: &str = "cdiVersion: 0.6.0
+kind: other.com/dev
+devices:
+  - name: a
+    containerEdits:
+      env: [FROM_YAML=yes]
+      deviceNodes:
+        - path: /dev/other-a
+          type: c
+          major: 240
+          minor: 1
+";
+
 fn cases() -> Vec<Case> {
     vec![
         // ---- process: arguments -------------------------------------------------------
@@ -1758,15 +1771,42 @@ fn cases() -> Vec<Case> {
             check: |_, r| invalid(r, "cdi_devices[0].name"),
         },
         Case {
-            name: "a CDI device only YAML specs could have",
+            name: "CDI device from a YAML spec",
             target: C,
             setup: |i| {
-                i.write("cdi/other.yaml", "cdiVersion: 0.6.0\n");
+                i.write("cdi/other.yaml", CDI_YAML_SPEC);
                 i.container.cdi_devices = vec![CdiDevice {
                     name: "other.com/dev=a".into(),
                 }];
             },
-            check: |_, r| unsupported(r, "other.yaml"),
+            check: |_, r| {
+                let spec = ok(r);
+                assert_eq!(env_var(&spec, "FROM_YAML").as_deref(), Some("yes"));
+                let dev = linux(&spec)
+                    .devices()
+                    .iter()
+                    .flatten()
+                    .find(|d| d.path() == Path::new("/dev/other-a"))
+                    .unwrap();
+                assert_eq!((dev.major(), dev.minor()), (240, 1));
+            },
+        },
+        Case {
+            name: "a CDI spec that does not parse is named when its device is missing",
+            target: C,
+            setup: |i| {
+                i.write("cdi/broken.yaml", "cdiVersion: [\n");
+                i.container.cdi_devices = vec![CdiDevice {
+                    name: "other.com/dev=a".into(),
+                }];
+            },
+            check: |_, r| match r {
+                Err(Error::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, "cdi_devices[0].name");
+                    assert!(reason.contains("broken.yaml"), "{reason}");
+                }
+                other => panic!("expected an invalid cdi_devices[0].name, got {other:?}"),
+            },
         },
         // ---- resources ----------------------------------------------------------------
         Case {

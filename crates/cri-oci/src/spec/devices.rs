@@ -1,11 +1,11 @@
 //! Devices: CRI host devices, every host device for privileged containers, and CDI devices.
 //!
-//! CDI (Container Device Interface) specs are JSON files in [`Host::cdi_spec_dirs`]; a
-//! device `vendor.com/class=name` is looked up by its spec's `kind` and the device's `name`,
-//! and the spec's and device's `containerEdits` (environment, device nodes, mounts, hooks,
-//! additional GIDs) are applied. Later directories override earlier ones. YAML specs are not
-//! read (this crate has no YAML parser); asking for a device that could only be in one is an
-//! [`Error::Unsupported`] naming the file.
+//! CDI (Container Device Interface) specs are JSON or YAML files (`.json`, `.yaml`, `.yml`)
+//! in [`Host::cdi_spec_dirs`]; a device `vendor.com/class=name` is looked up by its spec's
+//! `kind` and the device's `name`, and the spec's and device's `containerEdits` (environment,
+//! device nodes, mounts, hooks, additional GIDs) are applied. Later directories override
+//! earlier ones. A spec file that does not parse is named in the error of a device that is
+//! not found elsewhere.
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -329,13 +329,30 @@ struct CdiHook {
     timeout: Option<i64>,
 }
 
-/// The JSON specs found, plus the files that could not be used (for error messages).
+/// The specs found, plus the files that could not be used (for error messages).
 #[derive(Default)]
 struct Registry {
     /// Qualified device name to (spec file, spec edits, device edits).
     devices: HashMap<String, (PathBuf, ContainerEdits, ContainerEdits)>,
-    yaml: Vec<PathBuf>,
     broken: Vec<String>,
+}
+
+/// Parses a CDI spec file by its extension; `None` for files that are not specs.
+fn parse_spec(path: &Path) -> Option<std::result::Result<CdiSpec, String>> {
+    let yaml = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => false,
+        Some("yaml" | "yml") => true,
+        _ => return None,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    Some(if yaml {
+        serde_norway::from_str::<CdiSpec>(&text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str::<CdiSpec>(&text).map_err(|e| e.to_string())
+    })
 }
 
 fn load_registry(dirs: &[PathBuf]) -> Registry {
@@ -347,31 +364,21 @@ fn load_registry(dirs: &[PathBuf]) -> Registry {
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         paths.sort();
         for path in paths {
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("yaml" | "yml") => registry.yaml.push(path),
-                Some("json") => {
-                    let parsed = std::fs::read_to_string(&path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|text| {
-                            serde_json::from_str::<CdiSpec>(&text).map_err(|e| e.to_string())
-                        });
-                    match parsed {
-                        Ok(spec) => {
-                            for device in spec.devices {
-                                registry.devices.insert(
-                                    format!("{}={}", spec.kind, device.name),
-                                    (
-                                        path.clone(),
-                                        spec.container_edits.clone(),
-                                        device.container_edits,
-                                    ),
-                                );
-                            }
-                        }
-                        Err(e) => registry.broken.push(format!("{}: {e}", path.display())),
+            match parse_spec(&path) {
+                None => {}
+                Some(Ok(spec)) => {
+                    for device in spec.devices {
+                        registry.devices.insert(
+                            format!("{}={}", spec.kind, device.name),
+                            (
+                                path.clone(),
+                                spec.container_edits.clone(),
+                                device.container_edits,
+                            ),
+                        );
                     }
                 }
-                _ => {}
+                Some(Err(e)) => registry.broken.push(format!("{}: {e}", path.display())),
             }
         }
     }
@@ -383,17 +390,6 @@ fn apply_cdi(host: &Host, requests: &[(String, String)], edits: &mut DeviceEdits
     let mut specs_applied: Vec<PathBuf> = Vec::new();
     for (name, field) in requests {
         let Some((file, spec_edits, device_edits)) = registry.devices.get(name) else {
-            if !registry.yaml.is_empty() {
-                let files: Vec<String> = registry
-                    .yaml
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
-                return Err(Error::Unsupported(format!(
-                    "{field}: CDI device {name:?} is in no JSON spec, and YAML CDI specs are not supported: {}",
-                    files.join(", ")
-                )));
-            }
             let mut reason = format!("unknown CDI device {name:?}");
             if !registry.broken.is_empty() {
                 reason.push_str(&format!(
