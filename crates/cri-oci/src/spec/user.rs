@@ -326,11 +326,29 @@ const MAX_FILE: u64 = 16 << 20;
 pub(crate) fn read_rootfs_file(rootfs: &Path, path: &str) -> Result<Option<String>> {
     let host_path = resolve_in_root(rootfs, Path::new(path))
         .map_err(|e| Error::io(format!("resolving {path} in {}", rootfs.display()), e))?;
-    let file = match std::fs::File::open(&host_path) {
+    // Non-blocking and without following a final link (resolve_in_root resolved them): an
+    // image may ship a FIFO or a device node here, whose open or read could block forever.
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(&host_path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("opening {}", host_path.display()), e)),
     };
+    let is_file = file
+        .metadata()
+        .map_err(|e| Error::io(format!("inspecting {}", host_path.display()), e))?
+        .is_file();
+    if !is_file {
+        return Err(Error::invalid(
+            path,
+            format!("{path} in the image is not a regular file"),
+        ));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_FILE)
         .read_to_end(&mut bytes)
@@ -447,5 +465,21 @@ mod tests {
         assert!(id_from_i64(-1, "f").is_err());
         assert!(id_from_i64(u32::MAX as i64, "f").is_err());
         assert!(id_from_i64(1 << 40, "f").is_err());
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_an_account_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("etc/passwd"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let err = read_rootfs_file(dir.path(), "/etc/passwd").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }
