@@ -7,8 +7,9 @@
 //! - **attach** connects to the container's monitor: one control-socket connection per
 //!   stream, plus resize requests.
 //! - **port-forward** connects to `127.0.0.1:<port>` in the pod's network namespace: directly
-//!   for host-network pods, else from a short-lived thread that first moves into
-//!   `/proc/<pause pid>/ns/net`.
+//!   for host-network pods, else from a short-lived thread that first moves into the pod's
+//!   namespace: the pinned `<pod dir>/netns` (CNI), or the pause process's once runc confirms
+//!   that process is still the pod's.
 
 use std::fs::File;
 use std::io;
@@ -24,10 +25,18 @@ use tokio::task::JoinHandle;
 
 use crate::monitor::console;
 use crate::monitor::protocol::{self, AttachStream, Request};
-use crate::runtime::{ExecFiles, KillOnDrop, Runtime, exited_within, host_network};
+use crate::runtime::{ExecFiles, KillOnDrop, Pod, Runtime, exited_within, host_network};
 
 /// How long output may still arrive after the process has exited.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// What port-forward needs from `runc state`.
+#[derive(serde::Deserialize)]
+struct RuncState {
+    status: String,
+    #[serde(default)]
+    pid: Option<u32>,
+}
 
 fn failed(e: impl std::fmt::Display) -> StreamError {
     StreamError::Failed(e.to_string())
@@ -59,6 +68,17 @@ async fn finish(task: JoinHandle<()>) {
     let abort = task.abort_handle();
     if tokio::time::timeout(OUTPUT_GRACE, task).await.is_err() {
         abort.abort();
+    }
+}
+
+/// Aborts the tasks it holds when dropped (an error path leaving them behind).
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -195,6 +215,71 @@ impl Runtime {
         })
     }
 
+    /// The network namespace of `pod`, open: the pinned `<pod dir>/netns` when there is one
+    /// (CNI), else the pause process's — checked to still be the pod's pause container, so
+    /// that a reused pid cannot lead into another process's namespace.
+    async fn pod_netns(&self, pod: &Pod) -> io::Result<File> {
+        let pinned = pod.dir.join(crate::netns::FILE);
+        match File::open(&pinned) {
+            Ok(file) => return Ok(file),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "opening the pinned network namespace {}: {e}",
+                        pinned.display()
+                    ),
+                ));
+            }
+            Err(_) => {}
+        }
+        let pid = pod.pause_pid();
+        // `/proc/<pid>` held open stays with the process it named when opened: once that
+        // process is gone, `ns/net` cannot be opened through it, even if the pid is reused.
+        let process = File::open(format!("/proc/{pid}")).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the pod's pause process {pid} is gone: {e}"),
+            )
+        })?;
+        // runc compares the init's start time with what it recorded, so "running" with this
+        // pid means the pid is still the pause container's. It was since before the open
+        // above, so the handle names the pause process.
+        let state = self.runc_state(&pod.id()).await?;
+        if state.status != "running" || state.pid != Some(pid) {
+            return Err(io::Error::other(format!(
+                "the pod's pause container is not running (runc reports {:?}, pid {:?};                  expected pid {pid})",
+                state.status, state.pid
+            )));
+        }
+        let netns = rustix::fs::openat(
+            &process,
+            "ns/net",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("opening the network namespace of the pause process {pid}: {e}"),
+            )
+        })?;
+        Ok(File::from(netns))
+    }
+
+    /// `runc state ID`: the container's status and init pid.
+    async fn runc_state(&self, id: &str) -> io::Result<RuncState> {
+        let output = self.runc.command().arg("state").arg(id).output().await?;
+        if !output.status.success() {
+            return Err(io::Error::other(format!(
+                "runc state of the pod's pause container failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        serde_json::from_slice(&output.stdout)
+            .map_err(|e| io::Error::other(format!("unreadable runc state: {e}")))
+    }
+
     async fn connect_to_pod(&self, pod_id: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
         let pod = self
             .pod(pod_id)
@@ -206,7 +291,7 @@ impl Runtime {
         if host_network(&pod.config()) {
             return tokio::net::TcpStream::connect(address).await;
         }
-        let pid = pod.pause_pid();
+        let netns = self.pod_netns(&pod).await?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         // A thread of its own: moving into a network namespace is per thread, and this one
         // ends right after connecting.
@@ -214,11 +299,16 @@ impl Runtime {
             .name("port-forward".into())
             .spawn(move || {
                 let connect = || -> io::Result<std::net::TcpStream> {
-                    let netns = File::open(format!("/proc/{pid}/ns/net"))?;
                     rustix::thread::move_into_link_name_space(
                         netns.as_fd(),
                         Some(rustix::thread::LinkNameSpaceType::Network),
-                    )?;
+                    )
+                    .map_err(|e| {
+                        io::Error::new(
+                            io::Error::from(e).kind(),
+                            format!("entering the pod's network namespace: {e}"),
+                        )
+                    })?;
                     std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10))
                 };
                 let _ = sender.send(connect());
@@ -266,15 +356,26 @@ impl StreamingRuntime for Runtime {
                 }
             }
         };
-        let mut outputs = Vec::new();
+        // Output tasks started before a later stream fails to open are stopped on that error.
+        let mut outputs = AbortOnDrop(Vec::new());
         if let Some(writer) = session.stdout {
             let conn = open(AttachStream::Stdout).await?;
-            outputs.push(tokio::spawn(copy_out(conn, Some(writer))));
+            outputs.0.push(tokio::spawn(copy_out(conn, Some(writer))));
         }
         if let Some(writer) = session.stderr.filter(|_| !config.tty) {
             let conn = open(AttachStream::Stderr).await?;
-            outputs.push(tokio::spawn(copy_out(conn, Some(writer))));
+            outputs.0.push(tokio::spawn(copy_out(conn, Some(writer))));
         }
+        let stdin = match session.stdin.filter(|_| config.stdin) {
+            Some(mut input) => {
+                let mut conn = open(AttachStream::Stdin).await?.into_inner();
+                Some(tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut input, &mut conn).await;
+                    let _ = conn.shutdown().await;
+                }))
+            }
+            None => None,
+        };
         let resizes = session.resize.filter(|_| config.tty).map(|mut sizes| {
             let dir = dir.clone();
             tokio::spawn(async move {
@@ -287,18 +388,8 @@ impl StreamingRuntime for Runtime {
                 }
             })
         });
-        let stdin = match session.stdin.filter(|_| config.stdin) {
-            Some(mut input) => {
-                let mut conn = open(AttachStream::Stdin).await?.into_inner();
-                Some(tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut input, &mut conn).await;
-                    let _ = conn.shutdown().await;
-                }))
-            }
-            None => None,
-        };
 
-        let outputs_done = futures_util::future::join_all(outputs);
+        let outputs_done = futures_util::future::join_all(std::mem::take(&mut outputs.0));
         tokio::pin!(outputs_done);
         let detached = match stdin {
             // Closing stdin detaches, unless it closes the container's stdin (stdin_once),

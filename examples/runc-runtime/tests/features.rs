@@ -329,3 +329,28 @@ async fn negative_oom_score_adj_is_clamped() {
     }
     pod.runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_returns_when_the_command_exits() {
+    let Some(pod) = Pod::start("exec-background").await else {
+        return;
+    };
+    let id = pod.run(pod.config("sleeper", &["sleep", "3600"])).await;
+    // The background sleep keeps the output pipes open long after the command is done;
+    // ExecSync answers when the command exits, not when its output ends.
+    let out = pod
+        .runtime
+        .client
+        .exec_sync(
+            &id,
+            ["sh", "-c", "sleep 30 & echo started"],
+            Duration::from_secs(10),
+        )
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("ExecSync of a command leaving a background child failed: {e}"),
+    };
+    assert_eq!((out.stdout, out.exit_code), (b"started\n".to_vec(), 0));
+    pod.runtime.shutdown().await;
+}

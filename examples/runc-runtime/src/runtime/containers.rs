@@ -2,6 +2,7 @@
 //! lists, resource updates and log reopening.
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -272,6 +273,33 @@ pub(crate) fn resources_json(r: &LinuxContainerResources, unified_host: bool) ->
     Ok(Value::Object(out))
 }
 
+/// Runs filesystem-heavy work (unpacking a rootfs, deleting a copied one) on the blocking
+/// pool, so that the server's async threads keep answering other calls meanwhile.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::internal(format!("a blocking task failed: {e}")))?
+}
+
+/// `log_path` is relative to the pod's log directory (CRI). An absolute path or a `..` would
+/// let a request create and append to any file as root, so both are refused.
+fn check_log_path(log_path: &str) -> Result<()> {
+    use std::path::Component;
+    let path = Path::new(log_path);
+    let escapes = path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if escapes {
+        return Err(Error::invalid_argument(format!(
+            "log_path {log_path:?} must be relative to the pod's log directory and stay inside it"
+        )));
+    }
+    Ok(())
+}
+
 impl Runtime {
     pub(crate) async fn create_container(
         &self,
@@ -281,11 +309,16 @@ impl Runtime {
         let pod = self
             .pod(pod_id)
             .ok_or_else(|| Error::not_found(format!("pod sandbox {pod_id:?} not found")))?;
+        // Held until the container is in the pod's list: a concurrent Stop/RemovePodSandbox
+        // (which take it for writing) either sees the new container or runs before the
+        // readiness check, never in between.
+        let _pod_op = pod.op.read().await;
         if !pod.ready() {
             return Err(Error::failed_precondition(format!(
                 "pod sandbox {pod_id:?} is not ready"
             )));
         }
+        check_log_path(&config.log_path)?;
         let key = name_key(pod_id, &config);
         if !self.reserve(key.clone()) {
             let m = config.metadata.unwrap_or_default();
@@ -324,10 +357,15 @@ impl Runtime {
             .map(|i| i.image.clone())
             .unwrap_or_default();
         let image = self.images.get(&image_name).map_err(error::oci)?;
-        let rootfs = self
-            .images
-            .prepare_rootfs(&image, &dir.join("rootfs"), RootfsMode::Auto)
-            .map_err(error::oci)?;
+        let rootfs = {
+            let (images, image, target) = (self.images.clone(), image.clone(), dir.join("rootfs"));
+            blocking(move || {
+                images
+                    .prepare_rootfs(&image, &target, RootfsMode::Auto)
+                    .map_err(error::oci)
+            })
+            .await?
+        };
         let sandbox = pod.config();
         let pod_id = pod.id();
         let files = pod_files(&pod.dir);
@@ -347,15 +385,18 @@ impl Runtime {
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.as_ref());
         if let Some(ns) = namespaces.filter(|n| n.pid == NamespaceMode::Target as i32) {
-            let target = self
-                .container(&ns.target_id)
-                .filter(|c| c.state() == ContainerState::ContainerRunning)
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "target container {:?} of the PID namespace is not running",
-                        ns.target_id
-                    ))
-                })?;
+            let target = self.container(&ns.target_id).ok_or_else(|| {
+                Error::not_found(format!(
+                    "target container {:?} of the PID namespace not found",
+                    ns.target_id
+                ))
+            })?;
+            if target.state() != ContainerState::ContainerRunning {
+                return Err(Error::failed_precondition(format!(
+                    "target container {:?} of the PID namespace is not running",
+                    ns.target_id
+                )));
+            }
             request = request.with_target_pid(target.pid());
         }
         let spec = container_spec(&self.host, &request).map_err(error::oci)?;
@@ -389,6 +430,7 @@ impl Runtime {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                 .open(&path)
                 .map_err(|e| error::io(format!("creating the log {}", path.display()), e))?;
             Some(path)
@@ -512,7 +554,8 @@ impl Runtime {
         self.stop_locked(container, Duration::ZERO).await?;
         let id = container.id();
         self.runc.delete(&id).await.map_err(error::runc)?;
-        cri_oci::image::cleanup_rootfs(&container.dir.join("rootfs")).map_err(error::oci)?;
+        let rootfs = container.dir.join("rootfs");
+        blocking(move || cri_oci::image::cleanup_rootfs(&rootfs).map_err(error::oci)).await?;
         match std::fs::remove_dir_all(&container.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(error::io("removing the container directory", e));
@@ -698,5 +741,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("cgroup v2"), "{err}");
+    }
+
+    #[test]
+    fn log_paths_stay_inside_the_log_directory() {
+        for ok in ["c/0.log", "c.log", "./c/1.log"] {
+            assert!(check_log_path(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/etc/passwd", "../x.log", "c/../../x.log", "c/.."] {
+            let err = check_log_path(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{bad}: {err:?}");
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! Running commands in a container with `runc exec`: ExecSync here, the streaming forms in
 //! `crate::streaming`.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cri_api::v1::{ContainerState, ExecSyncResponse};
 use cri_server::{Error, Result};
+use rustix::process::{WaitId, WaitIdOptions};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Container, Runtime, new_id};
@@ -16,6 +19,10 @@ use crate::monitor::protocol::write_json_atomic;
 
 /// ExecSync's output limit per stream (the kubelet's message size).
 const OUTPUT_LIMIT: usize = 16 << 20;
+
+/// How long ExecSync still reads output after `runc exec` has exited (background processes
+/// of the command may hold the pipes open).
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// The files of one exec: the process JSON and runc's pid file, in a directory removed on drop.
 pub(crate) struct ExecFiles {
@@ -106,17 +113,31 @@ impl Runtime {
         Ok(files)
     }
 
-    /// `runc exec` arguments for `files` (`detach` for a terminal exec).
+    /// `runc exec` arguments for `files` (`--detach` for a terminal exec).
     pub(crate) fn exec_command(
         &self,
         id: &str,
         files: &ExecFiles,
         console_socket: Option<&Path>,
     ) -> tokio::process::Command {
+        self.exec_command_detached(id, files, console_socket.is_some(), console_socket)
+    }
+
+    /// `runc exec` arguments for `files`; with `detach`, runc exits once the process runs.
+    fn exec_command_detached(
+        &self,
+        id: &str,
+        files: &ExecFiles,
+        detach: bool,
+        console_socket: Option<&Path>,
+    ) -> tokio::process::Command {
         let mut command = self.runc.command();
         command.arg("exec");
+        if detach {
+            command.arg("--detach");
+        }
         if let Some(socket) = console_socket {
-            command.arg("--detach").arg("--console-socket").arg(socket);
+            command.arg("--console-socket").arg(socket);
         }
         command
             .arg("--process")
@@ -127,6 +148,13 @@ impl Runtime {
         command
     }
 
+    /// Runs `cmd` with `runc exec --detach`, its stdout and stderr on our pipes (runc hands
+    /// its own stdio to a detached process). runc exits once the process runs; the process,
+    /// orphaned, is reparented to this runtime (a child subreaper), which waits for it. The
+    /// command is done when that process exits, not when its output ends: a background child
+    /// (`sleep 100 &`) may hold the pipes open for as long as it lives, so the output is read
+    /// meanwhile and for a short grace after. (A foreground `runc exec` would not do: it
+    /// copies the output itself and exits only at its end.)
     pub(crate) async fn exec_sync(
         &self,
         id: &str,
@@ -135,54 +163,148 @@ impl Runtime {
     ) -> Result<ExecSyncResponse> {
         let container = self.running(id)?;
         let files = self.prepare_exec(&container, cmd, false)?;
-        let mut child = self
-            .exec_command(id, &files, None)
+        let mut runc = self
+            .exec_command_detached(id, &files, true, None)
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| error::io("running runc exec", e))?;
         let mut guard = KillOnDrop(&files, true);
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let run = async {
-            let (out, err, status) =
-                tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
-            (out, err, status)
-        };
-        let outcome = if timeout.is_zero() {
-            Ok(run.await)
-        } else {
-            tokio::time::timeout(timeout, run).await
-        };
-        match outcome {
-            Ok((stdout, stderr, status)) => {
-                guard.disarm();
+        let (stdout, stderr) = (runc.stdout.take(), runc.stderr.take());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut process: Option<Adopted> = None;
+        let ended = {
+            let mut output = pin!(async {
+                tokio::join!(read_capped(stdout, &mut out), read_capped(stderr, &mut err))
+            });
+            let mut drained = false;
+            let run = async {
+                let status = loop {
+                    tokio::select! {
+                        status = runc.wait() => break status,
+                        _ = &mut output, if !drained => drained = true,
+                    }
+                };
                 let status = status.map_err(|e| error::io("waiting for runc exec", e))?;
-                let exit_code = status.code().unwrap_or(255);
-                Ok(ExecSyncResponse {
-                    stdout,
-                    stderr,
-                    exit_code,
-                })
+                if !status.success() {
+                    // runc said why on stderr, which is ours.
+                    return Ok(status.code().unwrap_or(255));
+                }
+                let pid = files
+                    .pid()
+                    .ok_or_else(|| Error::internal("runc exec wrote no pid for the process"))?;
+                let adopted = process.insert(Adopted::new(pid)?);
+                loop {
+                    tokio::select! {
+                        code = adopted.wait() => break code,
+                        _ = &mut output, if !drained => drained = true,
+                    }
+                }
+            };
+            let ended = if timeout.is_zero() {
+                Some(run.await)
+            } else {
+                tokio::time::timeout(timeout, run).await.ok()
+            };
+            if ended.is_some() && !drained {
+                let _ = tokio::time::timeout(OUTPUT_GRACE, &mut output).await;
             }
-            Err(_) => {
-                // Kill the command; runc then reaps it and exits.
-                files.kill();
-                guard.disarm();
-                let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-                Err(Error::deadline_exceeded(format!(
-                    "command {cmd:?} timed out after {timeout:?}"
-                )))
+            ended
+        };
+        if let Some(ended) = ended {
+            guard.disarm();
+            return ended.map(|exit_code| ExecSyncResponse {
+                stdout: out,
+                stderr: err,
+                exit_code,
+            });
+        }
+        // Timed out. While runc runs, the process (if any) is its unreaped child and the pid
+        // file names it; once adopted, only the pidfd is used.
+        if process.is_none() {
+            files.kill();
+            guard.disarm();
+            let _ = tokio::time::timeout(Duration::from_secs(10), runc.wait()).await;
+            if let Some(pid) = files.pid() {
+                process = Adopted::new(pid).ok();
             }
+        }
+        guard.disarm();
+        if let Some(mut process) = process {
+            process.kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), process.wait()).await;
+        }
+        Err(Error::deadline_exceeded(format!(
+            "command {cmd:?} timed out after {timeout:?}"
+        )))
+    }
+}
+
+/// An exec'd process adopted by this runtime after its `runc exec --detach` exited, held by
+/// a pidfd (signals through it cannot reach another process that reuses the pid). A blocking
+/// thread waits for and reaps it; dropped before it exits, it is killed.
+struct Adopted {
+    pidfd: Arc<OwnedFd>,
+    waiter: tokio::task::JoinHandle<std::io::Result<i32>>,
+}
+
+impl Adopted {
+    /// Adopts `pid`, which must be our child (reparented to us): unreaped, its pid is not
+    /// reused, so the pidfd names it.
+    fn new(pid: rustix::process::Pid) -> Result<Self> {
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .map_err(|e| error::io("opening a pidfd for the exec'd process", e.into()))?;
+        let pidfd = Arc::new(pidfd);
+        let fd = pidfd.clone();
+        let waiter = tokio::task::spawn_blocking(move || {
+            loop {
+                match rustix::process::waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED) {
+                    Err(rustix::io::Errno::INTR) | Ok(None) => continue,
+                    Err(e) => return Err(e.into()),
+                    Ok(Some(status)) => {
+                        return Ok(match (status.exit_status(), status.terminating_signal()) {
+                            (Some(code), _) => code,
+                            (None, Some(signal)) => 128 + signal,
+                            _ => 255,
+                        });
+                    }
+                }
+            }
+        });
+        Ok(Self { pidfd, waiter })
+    }
+
+    /// Waits for the process to exit: its exit code, or 128 + the signal. Call it until it
+    /// returns, at most once after.
+    async fn wait(&mut self) -> Result<i32> {
+        match (&mut self.waiter).await {
+            Ok(Ok(code)) => Ok(code),
+            Ok(Err(e)) => Err(error::io("waiting for the exec'd process", e)),
+            Err(e) => Err(Error::internal(format!(
+                "waiting for the exec'd process: {e}"
+            ))),
+        }
+    }
+
+    /// Sends SIGKILL (nothing once it has exited).
+    fn kill(&self) {
+        let _ = rustix::process::pidfd_send_signal(&*self.pidfd, rustix::process::Signal::KILL);
+    }
+}
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        if !self.waiter.is_finished() {
+            self.kill();
         }
     }
 }
 
-/// Reads everything, keeping the first [`OUTPUT_LIMIT`] bytes.
-async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>) -> Vec<u8> {
+/// Reads everything into `out`, keeping the first [`OUTPUT_LIMIT`] bytes. What was read stays
+/// in `out` when the read is abandoned midway.
+async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, out: &mut Vec<u8>) {
     let Some(mut reader) = reader else {
-        return Vec::new();
+        return;
     };
-    let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.read(&mut buf).await {
@@ -193,7 +315,6 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>) -> Vec<u8> {
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -203,8 +324,11 @@ mod tests {
     #[tokio::test]
     async fn output_is_capped_but_drained() {
         let big = vec![b'x'; OUTPUT_LIMIT + 1000];
-        let out = read_capped(Some(&big[..])).await;
+        let mut out = Vec::new();
+        read_capped(Some(&big[..]), &mut out).await;
         assert_eq!(out.len(), OUTPUT_LIMIT);
-        assert!(read_capped(None::<&[u8]>).await.is_empty());
+        let mut none = Vec::new();
+        read_capped(None::<&[u8]>, &mut none).await;
+        assert!(none.is_empty());
     }
 }

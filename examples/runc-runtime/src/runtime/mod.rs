@@ -267,37 +267,60 @@ impl Runtime {
             .stdout
             .take()
             .ok_or_else(|| cri_server::Error::internal("the monitor has no stdout"))?;
-        // The monitor lives on after this; dropping the handle leaves it running and Tokio
-        // reaps it when it exits (while this runtime lives).
-        drop(child);
         let mut line = String::new();
         let mut reader = tokio::io::BufReader::new(stdout);
         let read = tokio::time::timeout(Duration::from_secs(120), reader.read_line(&mut line));
-        match read.await {
-            Ok(Ok(n)) if n > 0 => {}
+        let failure = match read.await {
+            Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Handshake>(&line) {
+                Ok(Handshake { pid: Some(pid), .. }) => {
+                    // The monitor lives on after this; dropping the handle leaves it running
+                    // and Tokio reaps it when it exits (while this runtime lives).
+                    drop(child);
+                    return Ok(pid);
+                }
+                Ok(Handshake { error, .. }) => format!(
+                    "runc create failed: {}",
+                    error.unwrap_or_else(|| "no reason given".into())
+                ),
+                Err(e) => format!("unreadable monitor handshake {line:?}: {e}"),
+            },
             Ok(_) => {
                 let log = std::fs::read_to_string(dir.join(protocol::MONITOR_LOG_FILE))
                     .unwrap_or_default();
-                return Err(cri_server::Error::internal(format!(
+                format!(
                     "the container monitor exited before creating the container: {}",
                     log.trim()
-                )));
+                )
             }
-            Err(_) => {
-                return Err(cri_server::Error::internal(
-                    "runc create did not finish within 120 s",
-                ));
-            }
+            Err(_) => "runc create did not finish within 120 s".to_string(),
+        };
+        self.abandon_monitor(child, &config.id).await;
+        Err(cri_server::Error::internal(failure))
+    }
+
+    /// Stops a monitor whose `runc create` failed or never finished, so that the caller's
+    /// cleanup does not race a container still being created: the monitor's process group
+    /// (the monitor and its `runc create`) is killed and the monitor reaped; then runc forgets
+    /// whatever it had created.
+    async fn abandon_monitor(&self, mut child: tokio::process::Child, id: &str) {
+        // The monitor leads its own process group once it has called setsid. While it is
+        // our unreaped child its pid names no other group, so this reaches only its own.
+        if let Some(pid) = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
-        let handshake: Handshake = serde_json::from_str(&line).map_err(|e| {
-            cri_server::Error::internal(format!("unreadable monitor handshake {line:?}: {e}"))
-        })?;
-        match (handshake.pid, handshake.error) {
-            (Some(pid), _) => Ok(pid),
-            (None, error) => Err(cri_server::Error::internal(format!(
-                "runc create failed: {}",
-                error.unwrap_or_else(|| "no reason given".into())
-            ))),
+        let _ = child.start_kill();
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(id, "the container monitor did not exit after SIGKILL");
+        }
+        if let Err(e) = self.runc.delete(id).await {
+            tracing::warn!(id, error = %e, "runc delete after a failed create");
         }
     }
 
@@ -357,11 +380,35 @@ impl Runtime {
             .ok()
             .and_then(rustix::process::Pid::from_raw)
         {
+            let mut reaped = false;
             for _ in 0..20 {
                 match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
-                    Ok(Some(_)) | Err(_) => break,
+                    Ok(Some(_)) | Err(_) => {
+                        reaped = true;
+                        break;
+                    }
                     Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
+            }
+            if !reaped {
+                // Still dying (a slow exit, a process in uninterruptible sleep): a blocking
+                // thread waits for it however long it takes, or it would stay a zombie.
+                let id = id.to_string();
+                tokio::task::spawn_blocking(move || {
+                    loop {
+                        match rustix::process::waitpid(
+                            Some(pid),
+                            rustix::process::WaitOptions::empty(),
+                        ) {
+                            Err(rustix::io::Errno::INTR) => continue,
+                            Err(e) => {
+                                tracing::debug!(id, error = %e, "waiting for a lost container");
+                                return;
+                            }
+                            Ok(_) => return,
+                        }
+                    }
+                });
             }
         }
         if let Err(e) = protocol::write_json_atomic(&dir.join(protocol::EXIT_FILE), &lost) {

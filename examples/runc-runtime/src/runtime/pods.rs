@@ -31,8 +31,9 @@ pub(crate) struct Pod {
     record: Mutex<PodRecord>,
     /// The pause container's exit, once seen.
     exit: watch::Sender<Option<ExitRecord>>,
-    /// Serialises stop and remove.
-    pub(crate) op: tokio::sync::Mutex<()>,
+    /// Stop and remove take it for writing (one at a time); container creation takes it for
+    /// reading, so a container is never created into a pod being stopped.
+    pub(crate) op: tokio::sync::RwLock<()>,
 }
 
 /// The key that makes a pod's name unique (CRI: name, namespace, uid, attempt).
@@ -57,7 +58,7 @@ impl Pod {
             dir,
             record: Mutex::new(record),
             exit: watch::Sender::new(exit),
-            op: tokio::sync::Mutex::new(()),
+            op: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -315,10 +316,15 @@ impl Runtime {
         let pause = self.ensure_image(&self.config.pause_image).await?;
         let files =
             write_pod_files(dir, &config).map_err(|e| error::io("writing the pod's files", e))?;
-        let rootfs = self
-            .images
-            .prepare_rootfs(&pause, &dir.join("rootfs"), RootfsMode::Auto)
-            .map_err(error::oci)?;
+        let rootfs = {
+            let (images, pause, target) = (self.images.clone(), pause.clone(), dir.join("rootfs"));
+            super::containers::blocking(move || {
+                images
+                    .prepare_rootfs(&pause, &target, RootfsMode::Auto)
+                    .map_err(error::oci)
+            })
+            .await?
+        };
         let spec = sandbox_spec(
             &self.host,
             &SandboxRequest::new(id, &config, &pause.config, &rootfs.path, &files),
@@ -463,7 +469,7 @@ impl Runtime {
         let Some(pod) = self.pod(id) else {
             return Ok(());
         };
-        let _op = pod.op.lock().await;
+        let _op = pod.op.write().await;
         for container in self.containers_of(id) {
             self.stop(&container, Duration::ZERO).await?;
         }
@@ -495,12 +501,24 @@ impl Runtime {
             return Ok(());
         };
         self.stop_pod(id).await?;
-        let _op = pod.op.lock().await;
+        let _op = pod.op.write().await;
+        // A concurrent RemovePodSandbox may have finished while this one waited: the pod is
+        // gone, and releasing its name again could free a new pod's reservation.
+        if !lock(&self.pods)
+            .get(id)
+            .is_some_and(|current| Arc::ptr_eq(current, &pod))
+        {
+            return Ok(());
+        }
         for container in self.containers_of(id) {
             self.remove(&container).await?;
         }
         self.runc.delete(id).await.map_err(error::runc)?;
-        cri_oci::image::cleanup_rootfs(&pod.dir.join("rootfs")).map_err(error::oci)?;
+        let rootfs = pod.dir.join("rootfs");
+        super::containers::blocking(move || {
+            cri_oci::image::cleanup_rootfs(&rootfs).map_err(error::oci)
+        })
+        .await?;
         netns::unpin(&pod.dir.join(netns::FILE))
             .map_err(|e| error::io("unpinning the pod's network namespace", e))?;
         std::fs::remove_dir_all(&pod.dir)

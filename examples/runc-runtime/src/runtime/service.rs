@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cri_api::v1::*;
 use cri_api::well_known::condition;
-use cri_server::{Context, ResponseStream, Result, RuntimeService, async_trait};
+use cri_server::{Context, Error, ResponseStream, Result, RuntimeService, async_trait};
 
 use super::Runtime;
 use crate::monitor::protocol::now_nanos;
@@ -137,7 +137,10 @@ impl RuntimeService for Runtime {
         req: RunPodSandboxRequest,
     ) -> Result<RunPodSandboxResponse> {
         let config = req.config.unwrap_or_default();
-        let pod_sandbox_id = self.run_pod(config, req.runtime_handler).await?;
+        let runtime = self.arc();
+        let pod_sandbox_id =
+            to_completion(async move { runtime.run_pod(config, req.runtime_handler).await })
+                .await?;
         Ok(RunPodSandboxResponse { pod_sandbox_id })
     }
 
@@ -194,7 +197,11 @@ impl RuntimeService for Runtime {
         req: CreateContainerRequest,
     ) -> Result<CreateContainerResponse> {
         let config = req.config.unwrap_or_default();
-        let container_id = Runtime::create_container(self, &req.pod_sandbox_id, config).await?;
+        let runtime = self.arc();
+        let container_id = to_completion(async move {
+            Runtime::create_container(&runtime, &req.pod_sandbox_id, config).await
+        })
+        .await?;
         Ok(CreateContainerResponse { container_id })
     }
 
@@ -316,4 +323,18 @@ impl RuntimeService for Runtime {
     ) -> Result<ResponseStream<ContainerEventResponse>> {
         Ok(self.events.subscribe())
     }
+}
+
+/// Runs a creation as its own task and waits for it.
+///
+/// cri-server drops a method's future when the caller's deadline passes. A creation dropped
+/// halfway would keep its name reserved (the kubelet's retry would get `AlreadyExists`) and
+/// leave a half-made pod or container that nothing tracks; as a task it runs to its end, and
+/// its own error path releases the name and cleans up.
+async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::internal(format!("the operation's task failed: {e}")))?
 }

@@ -1,0 +1,151 @@
+//! Requests that arrive at bad moments or carry bad values: a create cut off by its deadline,
+//! creates racing the pod's removal, a log path that points outside the log directory.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Runtime;
+use cri_client::cri_api::v1::*;
+
+async fn runtime_with_pod(name: &str) -> Option<(Runtime, String, PodSandboxConfig, String)> {
+    let images = common::requirements()?;
+    let runtime = Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        ..Default::default()
+    })
+    .await;
+    let config = runtime.pod_config(name, false);
+    let pod = runtime
+        .client
+        .run_pod_sandbox(config.clone(), "")
+        .await
+        .unwrap();
+    Some((runtime, pod, config, images.busybox))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_path_outside_the_log_directory_is_refused() {
+    let Some((runtime, pod, config, image)) = runtime_with_pod("logpath").await else {
+        return;
+    };
+    let outside = runtime.root.with_file_name("escaped.log");
+    for log_path in [
+        outside.display().to_string(),
+        "../escaped.log".to_string(),
+        "c/../../escaped.log".to_string(),
+    ] {
+        let mut container = Runtime::container_config("c", &image, &["true"]);
+        container.log_path = log_path.clone();
+        let err = runtime
+            .client
+            .create_container(&pod, container, Some(config.clone()))
+            .await
+            .expect_err(&log_path);
+        assert_eq!(
+            err.code(),
+            Some(cri_client::tonic::Code::InvalidArgument),
+            "{log_path}: {err}"
+        );
+    }
+    assert!(!outside.exists(), "nothing was written outside");
+    let escaped = std::path::Path::new(&config.log_directory).join("../escaped.log");
+    assert!(
+        !escaped.exists(),
+        "nothing was written beside the log directory"
+    );
+    // The name was never reserved: a well-formed create with it succeeds.
+    let mut container = Runtime::container_config("c", &image, &["true"]);
+    container.log_path = "c/0.log".into();
+    runtime
+        .client
+        .create_container(&pod, container, Some(config))
+        .await
+        .unwrap();
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cut_off_by_its_deadline_leaves_a_tracked_container() {
+    let Some((runtime, pod, config, image)) = runtime_with_pod("deadline").await else {
+        return;
+    };
+    let container = Runtime::container_config("late", &image, &["sleep", "30"]);
+    // A deadline far shorter than a runc create: the server drops the call.
+    let hurried = runtime.client.with_timeout(Some(Duration::from_millis(1)));
+    let _ = hurried
+        .create_container(&pod, container.clone(), Some(config.clone()))
+        .await;
+    // The creation ran to its end anyway: the container is listed (so the kubelet can find
+    // and remove it), and its name is taken by it rather than by a lost reservation.
+    let listed = common::wait_for(
+        "the container of the cut-off create",
+        Duration::from_secs(60),
+        || async {
+            let all = runtime.client.list_containers(None).await.unwrap();
+            all.into_iter()
+                .find(|c| c.metadata.as_ref().is_some_and(|m| m.name == "late"))
+        },
+    )
+    .await;
+    let again = runtime
+        .client
+        .create_container(&pod, container.clone(), Some(config.clone()))
+        .await
+        .expect_err("the name is in use by the listed container");
+    assert_eq!(
+        again.code(),
+        Some(cri_client::tonic::Code::AlreadyExists),
+        "{again}"
+    );
+    runtime.client.remove_container(&listed.id).await.unwrap();
+    runtime
+        .client
+        .create_container(&pod, container, Some(config))
+        .await
+        .expect("the name is free once its container is removed");
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_racing_the_pods_removal_leave_nothing_behind() {
+    let Some((runtime, pod, config, image)) = runtime_with_pod("race").await else {
+        return;
+    };
+    let mut creates = Vec::new();
+    for i in 0..4 {
+        let client = runtime.client.clone();
+        let (pod, config) = (pod.clone(), config.clone());
+        let container = Runtime::container_config(&format!("c{i}"), &image, &["sleep", "30"]);
+        creates.push(tokio::spawn(async move {
+            client.create_container(&pod, container, Some(config)).await
+        }));
+    }
+    runtime.client.remove_pod_sandbox(&pod).await.unwrap();
+    for create in creates {
+        // Each create either won (and its container was removed with the pod) or lost
+        // cleanly (the pod was gone or not ready).
+        let _ = create.await.unwrap();
+    }
+    let left: Vec<_> = runtime
+        .client
+        .list_containers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.pod_sandbox_id == pod)
+        .collect();
+    assert!(left.is_empty(), "containers outlived their pod: {left:?}");
+    let runc_left = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(runtime.runc_root())
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&runc_left.stdout).trim(),
+        "",
+        "runc containers outlived their pod"
+    );
+    runtime.shutdown().await;
+}
