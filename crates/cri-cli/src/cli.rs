@@ -94,6 +94,28 @@ pub(crate) enum DataFormat {
     Yaml,
 }
 
+impl ListFormat {
+    /// The document format, for the formats that print one.
+    pub(crate) fn document(self) -> Option<Document> {
+        match self {
+            Self::Json => Some(Document::Json),
+            Self::Yaml => Some(Document::Yaml),
+            Self::Table | Self::Id => None,
+        }
+    }
+}
+
+impl DocFormat {
+    /// The document format, for the formats that print one.
+    pub(crate) fn document(self) -> Option<Document> {
+        match self {
+            Self::Json => Some(Document::Json),
+            Self::Yaml => Some(Document::Yaml),
+            Self::Table => None,
+        }
+    }
+}
+
 impl DataFormat {
     /// The document format.
     pub(crate) fn document(self) -> Document {

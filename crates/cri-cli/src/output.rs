@@ -19,6 +19,30 @@ where
     Ok(cri_api::json::to_value_with_defaults(message)?)
 }
 
+/// Prints the responses of an inspect verb: one JSON/YAML document list, or each response as
+/// text (`text`) with a blank line between them.
+pub(crate) fn write_inspected<R>(
+    out: &mut dyn Write,
+    responses: &[R],
+    format: crate::cli::DocFormat,
+    text: impl Fn(&mut dyn Write, &R) -> Result<()>,
+) -> Result<()>
+where
+    R: serde::Serialize + prost::Name,
+{
+    if let Some(document) = format.document() {
+        let docs = responses.iter().map(to_json).collect::<Result<Vec<_>>>()?;
+        return write_documents(out, &docs, document);
+    }
+    for (i, response) in responses.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        text(out, response)?;
+    }
+    Ok(())
+}
+
 /// The document formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Document {

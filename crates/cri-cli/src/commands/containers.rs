@@ -11,15 +11,15 @@ use cri_api::v1::{
 };
 
 use crate::cli::{
-    AttachArgs, CreateArgs, DocFormat, ExecArgs, IdsArgs, InspectArgs, ListFormat, PsArgs,
-    RemoveArgs, StopArgs, UpdateArgs,
+    AttachArgs, CreateArgs, ExecArgs, IdsArgs, InspectArgs, ListFormat, PsArgs, RemoveArgs,
+    StopArgs, UpdateArgs,
 };
 use crate::commands::pods::write_map;
 use crate::commands::{
     Ctx, container_id, for_each_id, keep_newest, labels, matches_pattern, pod_id, read_message,
 };
 use crate::error::{CliError, Result};
-use crate::output::{self, Document, Table, short_id, to_json};
+use crate::output::{self, Table, short_id, to_json};
 
 /// Parses `--state` of `ps`.
 pub(crate) fn parse_state(text: &str) -> Result<ContainerState> {
@@ -74,12 +74,9 @@ pub(crate) async fn list(ctx: &mut Ctx<'_>, args: PsArgs) -> Result<i32> {
         }
         ListFormat::Json | ListFormat::Yaml => {
             let doc = to_json(&ListContainersResponse { containers })?;
-            let format = if format == ListFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_document(ctx.out, &doc, format)?;
+            if let Some(document) = format.document() {
+                output::write_document(ctx.out, &doc, document)?;
+            }
         }
         ListFormat::Table => {
             let pod_names: HashMap<String, String> = ctx
@@ -135,25 +132,7 @@ pub(crate) async fn inspect(ctx: &mut Ctx<'_>, args: InspectArgs) -> Result<i32>
         let id = container_id(&ctx.client, given).await?;
         responses.push(ctx.client.container_status(id, !args.quiet).await?);
     }
-    match args.output {
-        DocFormat::Json | DocFormat::Yaml => {
-            let docs = responses.iter().map(to_json).collect::<Result<Vec<_>>>()?;
-            let format = if args.output == DocFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_documents(ctx.out, &docs, format)?;
-        }
-        DocFormat::Table => {
-            for (i, response) in responses.iter().enumerate() {
-                if i > 0 {
-                    writeln!(ctx.out)?;
-                }
-                write_status_text(ctx.out, response)?;
-            }
-        }
-    }
+    output::write_inspected(ctx.out, &responses, args.output, write_status_text)?;
     Ok(0)
 }
 

@@ -1,14 +1,16 @@
 //! `images`, `inspecti`, `pull`, `rmi` and `imagefsinfo`: the image service.
 
+use std::io::Write;
+
 use cri_api::v1::{
     AuthConfig, Image, ImageFilter, ImageSpec, ImageStatusRequest, ImageStatusResponse,
     ListImagesResponse, PodSandboxConfig, PullImageRequest,
 };
 
-use crate::cli::{DataFormat, DocFormat, ImagesArgs, InspectArgs, ListFormat, PullArgs, RmiArgs};
+use crate::cli::{DataFormat, ImagesArgs, InspectArgs, ListFormat, PullArgs, RmiArgs};
 use crate::commands::{Ctx, for_each_id, read_message};
 use crate::error::{CliError, Result};
-use crate::output::{self, Document, Table, short_id, to_json};
+use crate::output::{self, Table, short_id, to_json};
 
 /// `docker.io/library/busybox:1.36` → (`docker.io/library/busybox`, `1.36`); a reference
 /// without a tag gets `<none>`.
@@ -66,12 +68,9 @@ pub(crate) async fn list(ctx: &mut Ctx<'_>, args: ImagesArgs) -> Result<i32> {
         }
         ListFormat::Json | ListFormat::Yaml => {
             let doc = to_json(&ListImagesResponse { images })?;
-            let format = if format == ListFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_document(ctx.out, &doc, format)?;
+            if let Some(document) = format.document() {
+                output::write_document(ctx.out, &doc, document)?;
+            }
         }
         ListFormat::Table => {
             let mut header = vec!["IMAGE", "TAG"];
@@ -137,41 +136,28 @@ pub(crate) async fn inspect(ctx: &mut Ctx<'_>, args: InspectArgs) -> Result<i32>
     for image in &args.ids {
         responses.push(status(ctx, image, !args.quiet).await?);
     }
-    match args.output {
-        DocFormat::Json | DocFormat::Yaml => {
-            let docs = responses.iter().map(to_json).collect::<Result<Vec<_>>>()?;
-            let format = if args.output == DocFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_documents(ctx.out, &docs, format)?;
-        }
-        DocFormat::Table => {
-            for (i, response) in responses.iter().enumerate() {
-                if i > 0 {
-                    writeln!(ctx.out)?;
-                }
-                let image = response.image.clone().unwrap_or_default();
-                writeln!(ctx.out, "ID: {}", image.id)?;
-                for tag in &image.repo_tags {
-                    writeln!(ctx.out, "Tag: {tag}")?;
-                }
-                for digest in &image.repo_digests {
-                    writeln!(ctx.out, "Digest: {digest}")?;
-                }
-                writeln!(ctx.out, "Size: {}", output::human_size(image.size))?;
-                if let Some(uid) = image.uid {
-                    writeln!(ctx.out, "Uid: {}", uid.value)?;
-                }
-                if !image.username.is_empty() {
-                    writeln!(ctx.out, "Username: {}", image.username)?;
-                }
-                writeln!(ctx.out, "Pinned: {}", image.pinned)?;
-            }
-        }
-    }
+    output::write_inspected(ctx.out, &responses, args.output, write_status_text)?;
     Ok(0)
+}
+
+fn write_status_text(out: &mut dyn Write, response: &ImageStatusResponse) -> Result<()> {
+    let image = response.image.clone().unwrap_or_default();
+    writeln!(out, "ID: {}", image.id)?;
+    for tag in &image.repo_tags {
+        writeln!(out, "Tag: {tag}")?;
+    }
+    for digest in &image.repo_digests {
+        writeln!(out, "Digest: {digest}")?;
+    }
+    writeln!(out, "Size: {}", output::human_size(image.size))?;
+    if let Some(uid) = image.uid {
+        writeln!(out, "Uid: {}", uid.value)?;
+    }
+    if !image.username.is_empty() {
+        writeln!(out, "Username: {}", image.username)?;
+    }
+    writeln!(out, "Pinned: {}", image.pinned)?;
+    Ok(())
 }
 
 /// The credentials `--creds` or `--auth` give.

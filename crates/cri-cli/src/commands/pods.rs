@@ -7,12 +7,12 @@ use cri_api::v1::{
     PodSandboxStateValue, PodSandboxStatusResponse,
 };
 
-use crate::cli::{DocFormat, IdsArgs, InspectArgs, ListFormat, PodsArgs, RemoveArgs, RunpArgs};
+use crate::cli::{IdsArgs, InspectArgs, ListFormat, PodsArgs, RemoveArgs, RunpArgs};
 use crate::commands::{
     Ctx, for_each_id, keep_newest, labels, matches_pattern, pod_id, read_message,
 };
 use crate::error::{CliError, Result};
-use crate::output::{self, Document, Table, short_id, to_json};
+use crate::output::{self, Table, short_id, to_json};
 
 /// Parses `--state` of `pods`.
 pub(crate) fn parse_state(text: &str) -> Result<PodSandboxState> {
@@ -60,12 +60,9 @@ pub(crate) async fn list(ctx: &mut Ctx<'_>, args: PodsArgs) -> Result<i32> {
         }
         ListFormat::Json | ListFormat::Yaml => {
             let doc = to_json(&ListPodSandboxResponse { items })?;
-            let format = if format == ListFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_document(ctx.out, &doc, format)?;
+            if let Some(document) = format.document() {
+                output::write_document(ctx.out, &doc, document)?;
+            }
         }
         ListFormat::Table => {
             let now = output::now_nanos();
@@ -108,25 +105,7 @@ pub(crate) async fn inspect(ctx: &mut Ctx<'_>, args: InspectArgs) -> Result<i32>
         let id = pod_id(&ctx.client, given).await?;
         responses.push(ctx.client.pod_sandbox_status(id, !args.quiet).await?);
     }
-    match args.output {
-        DocFormat::Json | DocFormat::Yaml => {
-            let docs = responses.iter().map(to_json).collect::<Result<Vec<_>>>()?;
-            let format = if args.output == DocFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_documents(ctx.out, &docs, format)?;
-        }
-        DocFormat::Table => {
-            for (i, response) in responses.iter().enumerate() {
-                if i > 0 {
-                    writeln!(ctx.out)?;
-                }
-                write_status_text(ctx.out, response)?;
-            }
-        }
-    }
+    output::write_inspected(ctx.out, &responses, args.output, write_status_text)?;
     Ok(0)
 }
 

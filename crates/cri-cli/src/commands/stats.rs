@@ -11,7 +11,7 @@ use cri_api::v1::{
 use crate::cli::{DocFormat, StatsArgs, StatspArgs};
 use crate::commands::{Ctx, container_id, labels, pod_id};
 use crate::error::Result;
-use crate::output::{self, Document, Table, short_id, to_json};
+use crate::output::{self, Table, short_id, to_json};
 
 fn value(v: Option<&UInt64Value>) -> u64 {
     v.map_or(0, |v| v.value)
@@ -97,12 +97,9 @@ pub(crate) async fn containers(ctx: &mut Ctx<'_>, args: StatsArgs) -> Result<i32
     match args.output {
         DocFormat::Json | DocFormat::Yaml => {
             let doc = to_json(&ListContainerStatsResponse { stats })?;
-            let format = if args.output == DocFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_document(ctx.out, &doc, format)?;
+            if let Some(document) = args.output.document() {
+                output::write_document(ctx.out, &doc, document)?;
+            }
         }
         DocFormat::Table => {
             let mut table = Table::new(&["CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES"]);
@@ -132,12 +129,9 @@ pub(crate) async fn pods(ctx: &mut Ctx<'_>, args: StatspArgs) -> Result<i32> {
     match args.output {
         DocFormat::Json | DocFormat::Yaml => {
             let doc = to_json(&ListPodSandboxStatsResponse { stats })?;
-            let format = if args.output == DocFormat::Json {
-                Document::Json
-            } else {
-                Document::Yaml
-            };
-            output::write_document(ctx.out, &doc, format)?;
+            if let Some(document) = args.output.document() {
+                output::write_document(ctx.out, &doc, document)?;
+            }
         }
         DocFormat::Table => {
             let mut table = Table::new(&["POD", "POD ID", "CPU %", "MEM"]);
