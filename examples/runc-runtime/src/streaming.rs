@@ -30,14 +30,6 @@ use crate::runtime::{ExecFiles, KillOnDrop, Pod, Runtime, exited_within, host_ne
 /// How long output may still arrive after the process has exited.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
-/// What port-forward needs from `runc state`.
-#[derive(serde::Deserialize)]
-struct RuncState {
-    status: String,
-    #[serde(default)]
-    pid: Option<u32>,
-}
-
 fn failed(e: impl std::fmt::Display) -> StreamError {
     StreamError::Failed(e.to_string())
 }
@@ -215,69 +207,19 @@ impl Runtime {
         })
     }
 
-    /// The network namespace of `pod`, open: the pinned `<pod dir>/netns` when there is one
-    /// (CNI), else the pause process's — checked to still be the pod's pause container, so
-    /// that a reused pid cannot lead into another process's namespace.
-    async fn pod_netns(&self, pod: &Pod) -> io::Result<File> {
+    /// The network namespace of `pod`, open: pinned at `<pod dir>/netns` when the pod was
+    /// created, so a pause pid reused by another process can never lead elsewhere.
+    fn pod_netns(pod: &Pod) -> io::Result<File> {
         let pinned = pod.dir.join(crate::netns::FILE);
-        match File::open(&pinned) {
-            Ok(file) => return Ok(file),
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "opening the pinned network namespace {}: {e}",
-                        pinned.display()
-                    ),
-                ));
-            }
-            Err(_) => {}
-        }
-        let pid = pod.pause_pid();
-        // `/proc/<pid>` held open stays with the process it named when opened: once that
-        // process is gone, `ns/net` cannot be opened through it, even if the pid is reused.
-        let process = File::open(format!("/proc/{pid}")).map_err(|e| {
+        File::open(&pinned).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("the pod's pause process {pid} is gone: {e}"),
+                format!(
+                    "opening the pod's network namespace {}: {e}",
+                    pinned.display()
+                ),
             )
-        })?;
-        // runc compares the init's start time with what it recorded, so "running" with this
-        // pid means the pid is still the pause container's. It was since before the open
-        // above, so the handle names the pause process.
-        let state = self.runc_state(&pod.id()).await?;
-        if state.status != "running" || state.pid != Some(pid) {
-            return Err(io::Error::other(format!(
-                "the pod's pause container is not running (runc reports {:?}, pid {:?};                  expected pid {pid})",
-                state.status, state.pid
-            )));
-        }
-        let netns = rustix::fs::openat(
-            &process,
-            "ns/net",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("opening the network namespace of the pause process {pid}: {e}"),
-            )
-        })?;
-        Ok(File::from(netns))
-    }
-
-    /// `runc state ID`: the container's status and init pid.
-    async fn runc_state(&self, id: &str) -> io::Result<RuncState> {
-        let output = self.runc.command().arg("state").arg(id).output().await?;
-        if !output.status.success() {
-            return Err(io::Error::other(format!(
-                "runc state of the pod's pause container failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        serde_json::from_slice(&output.stdout)
-            .map_err(|e| io::Error::other(format!("unreadable runc state: {e}")))
+        })
     }
 
     async fn connect_to_pod(&self, pod_id: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
@@ -291,7 +233,7 @@ impl Runtime {
         if host_network(&pod.config()) {
             return tokio::net::TcpStream::connect(address).await;
         }
-        let netns = self.pod_netns(&pod).await?;
+        let netns = Self::pod_netns(&pod)?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         // A thread of its own: moving into a network namespace is per thread, and this one
         // ends right after connecting.

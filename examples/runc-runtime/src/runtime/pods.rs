@@ -347,8 +347,15 @@ impl Runtime {
         };
         let pid = self.start_monitor(dir, &monitor).await?;
         self.runc.start(id).await.map_err(error::runc)?;
+        if !host_network(&config) {
+            // Every pod with a network of its own keeps it pinned at `<dir>/netns` (removed
+            // with the pod): CNI runs on it, and port-forward enters it without trusting a
+            // pause pid that could have been reused.
+            netns::pin(pid, &dir.join(netns::FILE))
+                .map_err(|e| error::io("pinning the pod's network namespace", e))?;
+        }
         let network = match network {
-            Some(list) => Some(self.attach(id, dir, pid, &config, list).await?),
+            Some(list) => Some(self.attach(id, dir, &config, list).await?),
             None => None,
         };
         let record = PodRecord {
@@ -375,18 +382,16 @@ impl Runtime {
         Ok(())
     }
 
-    /// Pins the network namespace of the pause process `pid` to `<dir>/netns` and runs CNI
-    /// ADD of `list` on it. On a failure, what ADD did is undone (DEL) and the pin removed.
+    /// Runs CNI ADD of `list` on the pod's pinned network namespace (`<dir>/netns`). On a
+    /// failure, what ADD did is undone (DEL); the pin goes with the pod's directory.
     async fn attach(
         &self,
         id: &str,
         dir: &Path,
-        pid: u32,
         config: &PodSandboxConfig,
         list: NetworkList,
     ) -> Result<PodNetwork> {
         let path = dir.join(netns::FILE);
-        netns::pin(pid, &path).map_err(|e| error::io("pinning the pod's network namespace", e))?;
         let attachment = Attachment::for_pod(id, &path, config.metadata.as_ref());
         match self.config.cni.add(&list, &attachment).await {
             Ok(result) => Ok(PodNetwork {
@@ -399,9 +404,6 @@ impl Runtime {
             Err(e) => {
                 if let Err(del) = self.config.cni.del(&list, &attachment, None).await {
                     tracing::warn!(id, error = %del, "CNI DEL after a failed ADD");
-                }
-                if let Err(unpin) = netns::unpin(&path) {
-                    tracing::warn!(id, error = %unpin, "unpinning the network namespace");
                 }
                 Err(error::cni(e))
             }
