@@ -327,7 +327,7 @@ impl Runtime {
                 m.name, m.attempt
             )));
         }
-        let id = new_id();
+        let id = new_id()?;
         let dir = self.containers_dir().join(&id);
         match self.create_in(&pod, &id, &dir, config).await {
             Ok(container) => {

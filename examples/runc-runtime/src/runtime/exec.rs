@@ -101,7 +101,7 @@ impl Runtime {
                     .map_err(|e| Error::internal(format!("the container's config.json: {e}")))
             })?;
         let process = cri_oci::spec::process_for_exec(&spec, cmd, tty).map_err(error::oci)?;
-        let dir = container.dir.join(format!("exec-{}", &new_id()[..16]));
+        let dir = container.dir.join(format!("exec-{}", &new_id()?[..16]));
         std::fs::create_dir(&dir).map_err(|e| error::io("creating an exec directory", e))?;
         let files = ExecFiles {
             process: dir.join("process.json"),

@@ -77,17 +77,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A fresh 64-hex-digit id.
-pub(crate) fn new_id() -> String {
-    use std::io::Read;
+/// A fresh 64-hex-digit id, from the operating system's randomness.
+pub(crate) fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
-    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if filled.is_err() {
-        // Practically unreachable; fall back to time and pid, still unique enough here.
-        let seed = protocol::now_nanos() as u128 ^ u128::from(std::process::id()) << 64;
-        bytes[..16].copy_from_slice(&seed.to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes)
+        .map_err(|e| cri_server::Error::internal(format!("no randomness for a new id: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Whether this process has `CAP_SYS_RESOURCE` (needed to lower an `oom_score_adj`).

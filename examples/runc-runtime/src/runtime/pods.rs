@@ -287,7 +287,7 @@ impl Runtime {
                 m.name, m.namespace, m.uid, m.attempt
             )));
         }
-        let id = new_id();
+        let id = new_id()?;
         let dir = self.pods_dir().join(&id);
         match self.create_pod(&id, &dir, config, runtime_handler).await {
             Ok(()) => Ok(id),
