@@ -85,26 +85,11 @@ pub(crate) fn new_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Whether this process has `CAP_SYS_RESOURCE` (needed to lower an `oom_score_adj`).
-fn has_cap_sys_resource() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(hex.trim(), 16).ok()
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
-}
-
-/// What the host allows, with the runtime's own choices applied.
+/// What the host allows (`Host::detect`: OOM-score clamping without `CAP_SYS_RESOURCE`,
+/// recursive read-only mounts by kernel), with the runtime's cgroup parent.
 pub(crate) fn detect_host(cgroup_parent: &str) -> Host {
     let mut host = Host::detect();
     host.cgroup_parent = cgroup_parent.to_string();
-    if !has_cap_sys_resource() {
-        // Without CAP_SYS_RESOURCE a negative oom_score_adj fails in runc: clamp to ours.
-        host.restrict_oom_score_adj = true;
-    }
     host
 }
 
