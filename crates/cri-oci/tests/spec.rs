@@ -273,6 +273,20 @@ fn options(spec: &Spec, dest: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// One limit per page size of a node with 2 MiB and 1 GiB pages, as the kubelet sends them.
+fn kubelet_hugepages(limit_2mb: u64) -> Vec<HugepageLimit> {
+    vec![
+        HugepageLimit {
+            page_size: "2MB".into(),
+            limit: limit_2mb,
+        },
+        HugepageLimit {
+            page_size: "1GB".into(),
+            limit: 0,
+        },
+    ]
+}
+
 fn caps(spec: &Spec) -> HashSet<Capability> {
     spec.process()
         .as_ref()
@@ -1319,6 +1333,78 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "privileged: every capability the runtime holds, no more",
+            target: C,
+            setup: |i| {
+                i.host.capabilities.remove(&Capability::SysResource);
+                i.sandbox_sc().privileged = true;
+                i.sc().privileged = true;
+            },
+            check: |i, r| {
+                let caps = caps(&ok(r));
+                assert_eq!(caps, i.host.capabilities);
+                assert!(!caps.contains(&Capability::SysResource));
+                assert!(caps.contains(&Capability::SysAdmin));
+            },
+        },
+        Case {
+            name: "a privileged sandbox gets the runtime's capabilities",
+            target: S,
+            setup: |i| {
+                i.host.capabilities.remove(&Capability::SysResource);
+                i.sandbox_sc().privileged = true;
+            },
+            check: |i, r| assert_eq!(caps(&ok(r)), i.host.capabilities),
+        },
+        Case {
+            name: "add ALL means the runtime's capabilities",
+            target: C,
+            setup: |i| {
+                i.host.capabilities.remove(&Capability::SysResource);
+                i.sc().capabilities = Some(cri_api::v1::Capability {
+                    add_capabilities: strings(&["ALL"]),
+                    ..Default::default()
+                })
+            },
+            check: |i, r| assert_eq!(caps(&ok(r)), i.host.capabilities),
+        },
+        Case {
+            name: "a named capability the runtime lacks is refused by name",
+            target: C,
+            setup: |i| {
+                i.host.capabilities.remove(&Capability::SysResource);
+                i.sc().capabilities = Some(cri_api::v1::Capability {
+                    add_capabilities: strings(&["NET_ADMIN", "sys_resource"]),
+                    ..Default::default()
+                })
+            },
+            check: |_, r| unsupported(r, "CAP_SYS_RESOURCE cannot be granted"),
+        },
+        Case {
+            name: "defaults the runtime lacks are left out quietly",
+            target: C,
+            setup: |i| {
+                i.host.capabilities.remove(&Capability::AuditWrite);
+            },
+            check: |_, r| {
+                let caps = caps(&ok(r));
+                assert_eq!(caps.len(), cri_oci::spec::DEFAULT_CAPABILITIES.len() - 1);
+                assert!(!caps.contains(&Capability::AuditWrite));
+            },
+        },
+        Case {
+            name: "dropping a capability the runtime lacks is fine",
+            target: C,
+            setup: |i| {
+                i.host.capabilities.remove(&Capability::SysResource);
+                i.sc().capabilities = Some(cri_api::v1::Capability {
+                    drop_capabilities: strings(&["SYS_RESOURCE", "CHOWN"]),
+                    ..Default::default()
+                })
+            },
+            check: |_, r| assert!(!caps(&ok(r)).contains(&Capability::Chown)),
+        },
+        Case {
             name: "a privileged container needs a privileged sandbox",
             target: C,
             setup: |i| i.sc().privileged = true,
@@ -1853,6 +1939,62 @@ fn cases() -> Vec<Case> {
             target: C,
             setup: |i| i.resources().cpu_quota = -5,
             check: |_, r| invalid(r, "linux.resources.cpu_quota"),
+        },
+        Case {
+            name: "the kubelet's zero hugepage limits are kept where hugetlb exists",
+            target: C,
+            setup: |i| i.resources().hugepage_limits = kubelet_hugepages(0),
+            check: |_, r| {
+                let spec = ok(r);
+                let limits = linux(&spec)
+                    .resources()
+                    .as_ref()
+                    .unwrap()
+                    .hugepage_limits()
+                    .clone()
+                    .unwrap();
+                assert_eq!(limits.len(), 2);
+                assert!(limits.iter().all(|l| l.limit() == 0));
+            },
+        },
+        Case {
+            name: "the kubelet's zero hugepage limits are dropped without hugetlb",
+            target: C,
+            setup: |i| {
+                i.host.hugetlb_supported = false;
+                i.resources().hugepage_limits = kubelet_hugepages(0);
+            },
+            check: |_, r| {
+                let spec = ok(r);
+                let resources = linux(&spec).resources().clone().unwrap();
+                assert_eq!(resources.hugepage_limits(), &None);
+            },
+        },
+        Case {
+            name: "a non-zero hugepage limit without hugetlb is refused",
+            target: C,
+            setup: |i| {
+                i.host.hugetlb_supported = false;
+                i.resources().hugepage_limits = kubelet_hugepages(4 << 20);
+            },
+            check: |_, r| {
+                unsupported(
+                    r,
+                    "hugepage_limits[0]: a limit of 4194304 bytes of 2MB pages cannot be enforced",
+                )
+            },
+        },
+        Case {
+            name: "a bad huge page size is refused even without hugetlb",
+            target: C,
+            setup: |i| {
+                i.host.hugetlb_supported = false;
+                i.resources().hugepage_limits = vec![HugepageLimit {
+                    page_size: "2M".into(),
+                    limit: 0,
+                }]
+            },
+            check: |_, r| invalid(r, "linux.resources.hugepage_limits[0].page_size"),
         },
         Case {
             name: "a bad huge page size",

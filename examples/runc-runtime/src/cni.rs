@@ -207,16 +207,40 @@ pub(crate) struct Attachment {
     pub(crate) ifname: String,
     /// `CNI_ARGS` pairs (after `IgnoreUnknown=1`).
     pub(crate) args: Vec<(String, String)>,
+    /// Capability arguments by capability name (`portMappings`): given, as
+    /// `runtimeConfig.<name>`, to each plugin whose config declares
+    /// `"capabilities": {"<name>": true}`, on ADD and DEL alike.
+    pub(crate) capability_args: Map<String, Value>,
 }
 
 impl Attachment {
-    /// The attachment of pod `id` (with `metadata`) on the namespace at `netns`.
-    pub(crate) fn for_pod(
-        id: &str,
-        netns: &Path,
-        metadata: Option<&cri_api::v1::PodSandboxMetadata>,
-    ) -> Self {
-        let m = metadata.cloned().unwrap_or_default();
+    /// The attachment of pod `id` (with `config`) on the namespace at `netns`. The pod's
+    /// port mappings that name a host port become the `portMappings` capability argument
+    /// (`hostPort`, `containerPort`, lower-case `protocol`, `hostIP`); the others only
+    /// document the container's ports and need no plumbing.
+    pub(crate) fn for_pod(id: &str, netns: &Path, config: &cri_api::v1::PodSandboxConfig) -> Self {
+        let m = config.metadata.clone().unwrap_or_default();
+        let mut capability_args = Map::new();
+        let mappings: Vec<Value> = config
+            .port_mappings
+            .iter()
+            .filter(|p| p.host_port > 0)
+            .map(|p| {
+                let protocol = cri_api::v1::Protocol::try_from(p.protocol)
+                    .unwrap_or(cri_api::v1::Protocol::Tcp)
+                    .as_str_name()
+                    .to_ascii_lowercase();
+                serde_json::json!({
+                    "hostPort": p.host_port,
+                    "containerPort": p.container_port,
+                    "protocol": protocol,
+                    "hostIP": p.host_ip,
+                })
+            })
+            .collect();
+        if !mappings.is_empty() {
+            capability_args.insert("portMappings".into(), Value::Array(mappings));
+        }
         Attachment {
             container_id: id.to_string(),
             netns: netns.to_path_buf(),
@@ -227,6 +251,7 @@ impl Attachment {
                 ("K8S_POD_INFRA_CONTAINER_ID".into(), id.to_string()),
                 ("K8S_POD_UID".into(), m.uid),
             ],
+            capability_args,
         }
     }
 
@@ -431,6 +456,21 @@ impl Cni {
         if let Some(prev) = prev {
             config.insert("prevResult".into(), prev.clone());
         }
+        let runtime_config: Map<String, Value> = attachment
+            .capability_args
+            .iter()
+            .filter(|(name, _)| {
+                plugin
+                    .get("capabilities")
+                    .and_then(|c| c.get(name.as_str()))
+                    .and_then(Value::as_bool)
+                    == Some(true)
+            })
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        if !runtime_config.is_empty() {
+            config.insert("runtimeConfig".into(), Value::Object(runtime_config));
+        }
         let input = Value::Object(config).to_string().into_bytes();
         let io = |source| CniError::Io {
             plugin: kind.clone(),
@@ -595,12 +635,15 @@ mod tests {
         Attachment::for_pod(
             "pod1",
             Path::new("/run/pods/pod1/netns"),
-            Some(&cri_api::v1::PodSandboxMetadata {
-                name: "web".into(),
-                namespace: "default".into(),
-                uid: "u-1".into(),
-                attempt: 0,
-            }),
+            &cri_api::v1::PodSandboxConfig {
+                metadata: Some(cri_api::v1::PodSandboxMetadata {
+                    name: "web".into(),
+                    namespace: "default".into(),
+                    uid: "u-1".into(),
+                    attempt: 0,
+                }),
+                ..Default::default()
+            },
         )
     }
 
@@ -749,6 +792,58 @@ mod tests {
             read_json(bin.path().join("first.DEL.json"))["prevResult"],
             result
         );
+    }
+
+    #[tokio::test]
+    async fn port_mappings_reach_only_plugins_that_declare_the_capability() {
+        let bin = tempfile::tempdir().unwrap();
+        plugin(
+            bin.path(),
+            "first",
+            &format!("if [ \"$CNI_COMMAND\" = ADD ]; then echo '{RESULT}'; fi"),
+        );
+        plugin(bin.path(), "second", "");
+        let cni = Cni::new(None, vec![bin.path().into()]);
+        let mut network = list(&["first", "second"]);
+        network.plugins[1].insert(
+            "capabilities".into(),
+            serde_json::json!({"portMappings": true}),
+        );
+        let config = cri_api::v1::PodSandboxConfig {
+            port_mappings: vec![
+                cri_api::v1::PortMapping {
+                    protocol: cri_api::v1::Protocol::Tcp as i32,
+                    container_port: 80,
+                    host_port: 12000,
+                    host_ip: "127.0.0.1".into(),
+                },
+                cri_api::v1::PortMapping {
+                    protocol: cri_api::v1::Protocol::Udp as i32,
+                    container_port: 53,
+                    host_port: 12053,
+                    host_ip: String::new(),
+                },
+                // A container port alone asks for no plumbing.
+                cri_api::v1::PortMapping {
+                    container_port: 8080,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let attachment = Attachment::for_pod("pod1", Path::new("/run/netns"), &config);
+        let result = cni.add(&network, &attachment).await.unwrap();
+        cni.del(&network, &attachment, Some(&result)).await.unwrap();
+        let want = serde_json::json!({"portMappings": [
+            {"hostPort": 12000, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"},
+            {"hostPort": 12053, "containerPort": 53, "protocol": "udp", "hostIP": ""},
+        ]});
+        for command in ["ADD", "DEL"] {
+            let second = read_json(bin.path().join(format!("second.{command}.json")));
+            assert_eq!(second["runtimeConfig"], want, "{command}");
+            let first = read_json(bin.path().join(format!("first.{command}.json")));
+            assert!(first.get("runtimeConfig").is_none(), "{command}");
+        }
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ mod error;
 mod images;
 mod monitor;
 mod netns;
+mod propagation;
 mod runc;
 mod runtime;
 mod server;

@@ -39,8 +39,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         root = %args.root.display(),
         runc_root = %runc.root().display(),
         restrict_oom_score_adj = host.restrict_oom_score_adj,
+        capabilities = host.capabilities.len(),
         "starting"
     );
+    if host.hugetlb_supported {
+        tracing::info!("hugetlb cgroup controller found: hugepage limits are enforced");
+    } else {
+        tracing::warn!(
+            "no hugetlb cgroup controller: zero hugepage limits (as the kubelet sends for every page size) are dropped, non-zero ones refused"
+        );
+    }
     match (&config.cni.conf_dir(), config.cni.load()) {
         (None, _) => tracing::info!("no CNI: pods with their own network have only lo"),
         (Some(dir), Ok(network)) => tracing::info!(

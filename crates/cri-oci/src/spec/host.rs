@@ -1,6 +1,10 @@
 //! Facts about the node that a CRI request does not carry.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Capabilities;
+
+use super::security::{all_capabilities, capabilities_of_mask};
 
 /// Facts about the host that are not in the CRI request.
 ///
@@ -39,6 +43,15 @@ pub struct Host {
     pub cdi_spec_dirs: Vec<PathBuf>,
     /// Where host devices are looked up for privileged containers (normally `/dev`).
     pub device_root: PathBuf,
+    /// The capabilities the runtime can hand to a container: its own bounding set. A
+    /// privileged container and `ALL` get exactly these; a capability named in a request
+    /// and missing here is refused with an error naming it (the kernel would refuse it
+    /// anyway, with a message that names nothing).
+    pub capabilities: Capabilities,
+    /// The hugetlb cgroup controller is available to the OCI runtime. Without it, the
+    /// zero hugepage limits the kubelet sends for every page size are dropped, and a
+    /// non-zero limit is refused (it could not be enforced).
+    pub hugetlb_supported: bool,
 }
 
 impl Default for Host {
@@ -53,6 +66,8 @@ impl Default for Host {
             recursive_read_only_supported: false,
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             device_root: PathBuf::from("/dev"),
+            capabilities: all_capabilities(),
+            hugetlb_supported: true,
         }
     }
 }
@@ -65,7 +80,10 @@ impl Host {
     ///   score below its own);
     /// - `recursive_read_only_supported` when the kernel is 5.12 or newer (the OCI runtime
     ///   must support `rro` too: runc 1.1 and later do);
-    /// - `seccomp_enabled` when `/proc/self/status` reports a `Seccomp:` line.
+    /// - `seccomp_enabled` when `/proc/self/status` reports a `Seccomp:` line;
+    /// - `capabilities` from this process's bounding set (`CapBnd:` in `/proc/self/status`);
+    /// - `hugetlb_supported` when a cgroup v1 hierarchy has the `hugetlb` controller mounted,
+    ///   or, on a unified (v2) host, when the root's `cgroup.controllers` lists it.
     ///
     /// AppArmor and SELinux stay disabled: enabling them is the runtime's decision because it
     /// must also load the profile or hold the policy.
@@ -81,22 +99,51 @@ impl Host {
         host.recursive_read_only_supported = kernel_at_least(&release, (5, 12));
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         host.seccomp_enabled = status.lines().any(|line| line.starts_with("Seccomp:"));
-        host.restrict_oom_score_adj = match effective_capabilities(&status) {
+        host.restrict_oom_score_adj = match capability_mask(&status, "CapEff:") {
             Some(caps) => caps & (1 << CAP_SYS_RESOURCE) == 0,
             None => !rustix::process::geteuid().is_root(),
         };
+        if let Some(bounding) = capability_mask(&status, "CapBnd:") {
+            host.capabilities = capabilities_of_mask(bounding);
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        host.hugetlb_supported = hugetlb_available(&mountinfo, Path::new("/sys/fs/cgroup"));
         host
     }
+}
+
+/// Whether the hugetlb controller is usable, from `/proc/self/mountinfo` and the cgroup root.
+///
+/// A cgroup v2 filesystem mounted at `cgroup_root` means a unified host: its
+/// `cgroup.controllers` must list `hugetlb`. Otherwise (v1 or hybrid, where OCI runtimes use
+/// the v1 hierarchies) some `cgroup` mount must carry the `hugetlb` super option.
+pub(crate) fn hugetlb_available(mountinfo: &str, cgroup_root: &Path) -> bool {
+    let mut unified_root = false;
+    for line in mountinfo.lines() {
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount_point = before.split(' ').nth(4).unwrap_or_default();
+        let mut fields = after.split(' ');
+        let fstype = fields.next().unwrap_or_default();
+        let super_options = fields.nth(1).unwrap_or_default();
+        match fstype {
+            "cgroup" if super_options.split(',').any(|o| o == "hugetlb") => return true,
+            "cgroup2" if Path::new(mount_point) == cgroup_root => unified_root = true,
+            _ => {}
+        }
+    }
+    unified_root
+        && std::fs::read_to_string(cgroup_root.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"))
 }
 
 /// The capability that allows lowering `oom_score_adj`.
 const CAP_SYS_RESOURCE: u32 = 24;
 
-/// The `CapEff:` mask of a `/proc/<pid>/status` text.
-fn effective_capabilities(status: &str) -> Option<u64> {
-    let hex = status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))?;
+/// A capability mask (`CapEff:`, `CapBnd:`, ...) of a `/proc/<pid>/status` text.
+fn capability_mask(status: &str, key: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|line| line.strip_prefix(key))?;
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
@@ -126,10 +173,63 @@ mod tests {
     }
 
     #[test]
-    fn effective_capabilities_parse() {
+    fn capability_masks_parse() {
         let status = "Name:\tx\nCapEff:\t000001ffffffffff\nCapBnd:\t0\n";
-        assert_eq!(effective_capabilities(status), Some(0x1ff_ffff_ffff));
-        assert_eq!(effective_capabilities("Name:\tx\n"), None);
+        assert_eq!(capability_mask(status, "CapEff:"), Some(0x1ff_ffff_ffff));
+        assert_eq!(capability_mask(status, "CapBnd:"), Some(0));
+        assert_eq!(capability_mask("Name:\tx\n", "CapEff:"), None);
+    }
+
+    const V1_WITHOUT_HUGETLB: &str = "\
+25 1 0:23 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755
+26 25 0:24 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+27 25 0:25 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+28 25 0:26 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn hugetlb_is_missing_on_v1_without_the_controller() {
+        let root = tempfile::tempdir().unwrap();
+        // A hybrid host's unified mount is not the cgroup root: its controllers don't count.
+        std::fs::write(root.path().join("cgroup.controllers"), "hugetlb\n").unwrap();
+        assert!(!hugetlb_available(V1_WITHOUT_HUGETLB, root.path()));
+    }
+
+    #[test]
+    fn hugetlb_is_found_on_v1_with_the_controller() {
+        let mountinfo = format!(
+            "{V1_WITHOUT_HUGETLB}29 25 0:27 / /sys/fs/cgroup/hugetlb rw,relatime - cgroup cgroup rw,hugetlb\n"
+        );
+        assert!(hugetlb_available(&mountinfo, Path::new("/nonexistent")));
+    }
+
+    #[test]
+    fn hugetlb_on_a_unified_host_follows_the_root_controllers() {
+        let root = tempfile::tempdir().unwrap();
+        let mountinfo = format!(
+            "30 1 0:28 / {} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+            root.path().display()
+        );
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpu io memory pids\n",
+        )
+        .unwrap();
+        assert!(!hugetlb_available(&mountinfo, root.path()));
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpu memory hugetlb pids\n",
+        )
+        .unwrap();
+        assert!(hugetlb_available(&mountinfo, root.path()));
+    }
+
+    #[test]
+    fn detect_reads_the_bounding_set() {
+        let host = Host::detect();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let bounding = capability_mask(&status, "CapBnd:").unwrap();
+        assert_eq!(host.capabilities, capabilities_of_mask(bounding));
     }
 
     #[test]

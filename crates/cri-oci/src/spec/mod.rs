@@ -98,7 +98,7 @@ mod user;
 pub use devices::CDI_ANNOTATION_PREFIX;
 pub use host::Host;
 pub use process::{DEFAULT_PATH, process_for_exec};
-pub use resources::{SANDBOX_CPU_SHARES, SANDBOX_OOM_SCORE_ADJ, cgroups_path};
+pub use resources::{SANDBOX_CPU_SHARES, SANDBOX_OOM_SCORE_ADJ, cgroups_path, hugepage_limits};
 pub use seccomp::{default_seccomp_profile, host_architectures, load_seccomp_profile};
 pub use security::{
     APPARMOR_DEFAULT_PROFILE, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
@@ -304,7 +304,7 @@ pub fn sandbox_spec(host: &Host, req: &SandboxRequest<'_>) -> Result<Spec> {
         env.set_default("HOME", home);
     }
 
-    let caps = security::capabilities(None, privileged)?;
+    let caps = security::capabilities(host, None, privileged)?;
     #[allow(deprecated)]
     let deprecated_seccomp = sc
         .map(|s| s.seccomp_profile_path.as_str())
@@ -474,7 +474,7 @@ pub fn container_spec(host: &Host, req: &ContainerRequest<'_>) -> Result<Spec> {
         env.set_default("HOME", home);
     }
 
-    let caps = security::capabilities(sc.and_then(|s| s.capabilities.as_ref()), privileged)?;
+    let caps = security::capabilities(host, sc.and_then(|s| s.capabilities.as_ref()), privileged)?;
     #[allow(deprecated)]
     let (deprecated_seccomp, deprecated_apparmor) = sc
         .map(|s| (s.seccomp_profile_path.as_str(), s.apparmor_profile.as_str()))
@@ -523,7 +523,7 @@ pub fn container_spec(host: &Host, req: &ContainerRequest<'_>) -> Result<Spec> {
 
     let resources_field = "linux.resources";
     let cri_resources = config.linux.as_ref().and_then(|l| l.resources.as_ref());
-    let mut resources = resources::container_resources(cri_resources, resources_field)?;
+    let mut resources = resources::container_resources(host, cri_resources, resources_field)?;
     resources.set_devices(Some(device_edits.rules));
     let oom = resources::oom_score_adj(
         host,

@@ -1,6 +1,6 @@
 //! cgroup resources, the OOM score and the cgroup path.
 
-use cri_api::v1::{LinuxContainerResources, PodSandboxConfig};
+use cri_api::v1::{HugepageLimit, LinuxContainerResources, PodSandboxConfig};
 use oci_spec::runtime::{LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
 
 use super::Host;
@@ -39,8 +39,70 @@ fn positive(value: i64, field: &str) -> Result<Option<i64>> {
     }
 }
 
+/// The hugepage limits a runtime can pass to its OCI runtime, from the request's
+/// (`prefix` is the field path of the resources, e.g. `linux.resources`).
+///
+/// The kubelet sends one limit for every huge page size the node has, zero for the sizes a
+/// pod does not request. Where the hugetlb controller is missing
+/// ([`Host::hugetlb_supported`] false), those zero limits are dropped, since the OCI runtime
+/// could not write them and nothing needs enforcing; a non-zero limit is refused because it
+/// could not be enforced.
+///
+/// ```
+/// use cri_api::v1::HugepageLimit;
+/// use cri_oci::spec::{Host, hugepage_limits};
+///
+/// let kubelet = [
+///     HugepageLimit { page_size: "2MB".into(), limit: 0 },
+///     HugepageLimit { page_size: "1GB".into(), limit: 0 },
+/// ];
+/// let mut host = Host::default();
+/// assert_eq!(hugepage_limits(&host, &kubelet, "linux.resources").unwrap().len(), 2);
+/// host.hugetlb_supported = false;
+/// assert!(hugepage_limits(&host, &kubelet, "linux.resources").unwrap().is_empty());
+/// let asked = [HugepageLimit { page_size: "2MB".into(), limit: 4 << 20 }];
+/// assert!(hugepage_limits(&host, &asked, "linux.resources").is_err());
+/// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for a malformed page size or a limit over 63 bits;
+/// [`Error::Unsupported`] for a non-zero limit without the hugetlb controller.
+pub fn hugepage_limits(
+    host: &Host,
+    limits: &[HugepageLimit],
+    prefix: &str,
+) -> Result<Vec<LinuxHugepageLimit>> {
+    let mut out = Vec::with_capacity(limits.len());
+    for (i, h) in limits.iter().enumerate() {
+        let field = format!("{prefix}.hugepage_limits[{i}]");
+        check_page_size(&h.page_size, &format!("{field}.page_size"))?;
+        let limit = i64::try_from(h.limit).map_err(|_| {
+            Error::invalid(
+                format!("{field}.limit"),
+                "the limit does not fit in 63 bits",
+            )
+        })?;
+        if !host.hugetlb_supported {
+            if limit == 0 {
+                continue;
+            }
+            return Err(Error::Unsupported(format!(
+                "{field}: a limit of {limit} bytes of {} pages cannot be enforced: the hugetlb cgroup controller is not available on this host",
+                h.page_size
+            )));
+        }
+        let mut limit_out = LinuxHugepageLimit::default();
+        limit_out.set_page_size(h.page_size.clone());
+        limit_out.set_limit(limit);
+        out.push(limit_out);
+    }
+    Ok(out)
+}
+
 /// The container's cgroup settings (without devices, which [`super::devices`] adds).
 pub(crate) fn container_resources(
+    host: &Host,
     resources: Option<&LinuxContainerResources>,
     prefix: &str,
 ) -> Result<LinuxResources> {
@@ -100,25 +162,9 @@ pub(crate) fn container_resources(
         out.set_memory(Some(memory));
     }
 
-    if !r.hugepage_limits.is_empty() {
-        let mut limits = Vec::new();
-        for (i, h) in r.hugepage_limits.iter().enumerate() {
-            check_page_size(
-                &h.page_size,
-                &field(&format!("hugepage_limits[{i}].page_size")),
-            )?;
-            let limit = i64::try_from(h.limit).map_err(|_| {
-                Error::invalid(
-                    field(&format!("hugepage_limits[{i}].limit")),
-                    "the limit does not fit in 63 bits",
-                )
-            })?;
-            let mut out = LinuxHugepageLimit::default();
-            out.set_page_size(h.page_size.clone());
-            out.set_limit(limit);
-            limits.push(out);
-        }
-        out.set_hugepage_limits(Some(limits));
+    let hugepages = hugepage_limits(host, &r.hugepage_limits, prefix)?;
+    if !hugepages.is_empty() {
+        out.set_hugepage_limits(Some(hugepages));
     }
 
     if !r.unified.is_empty() {

@@ -28,54 +28,72 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
-/// Every capability by its kernel name (without the `CAP_` prefix).
-const NAMES: [(&str, Capability); 41] = [
-    ("AUDIT_CONTROL", Capability::AuditControl),
-    ("AUDIT_READ", Capability::AuditRead),
-    ("AUDIT_WRITE", Capability::AuditWrite),
-    ("BLOCK_SUSPEND", Capability::BlockSuspend),
-    ("BPF", Capability::Bpf),
-    ("CHECKPOINT_RESTORE", Capability::CheckpointRestore),
-    ("CHOWN", Capability::Chown),
-    ("DAC_OVERRIDE", Capability::DacOverride),
-    ("DAC_READ_SEARCH", Capability::DacReadSearch),
-    ("FOWNER", Capability::Fowner),
-    ("FSETID", Capability::Fsetid),
-    ("IPC_LOCK", Capability::IpcLock),
-    ("IPC_OWNER", Capability::IpcOwner),
-    ("KILL", Capability::Kill),
-    ("LEASE", Capability::Lease),
-    ("LINUX_IMMUTABLE", Capability::LinuxImmutable),
-    ("MAC_ADMIN", Capability::MacAdmin),
-    ("MAC_OVERRIDE", Capability::MacOverride),
-    ("MKNOD", Capability::Mknod),
-    ("NET_ADMIN", Capability::NetAdmin),
-    ("NET_BIND_SERVICE", Capability::NetBindService),
-    ("NET_BROADCAST", Capability::NetBroadcast),
-    ("NET_RAW", Capability::NetRaw),
-    ("PERFMON", Capability::Perfmon),
-    ("SETGID", Capability::Setgid),
-    ("SETFCAP", Capability::Setfcap),
-    ("SETPCAP", Capability::Setpcap),
-    ("SETUID", Capability::Setuid),
-    ("SYS_ADMIN", Capability::SysAdmin),
-    ("SYS_BOOT", Capability::SysBoot),
-    ("SYS_CHROOT", Capability::SysChroot),
-    ("SYS_MODULE", Capability::SysModule),
-    ("SYS_NICE", Capability::SysNice),
-    ("SYS_PACCT", Capability::SysPacct),
-    ("SYS_PTRACE", Capability::SysPtrace),
-    ("SYS_RAWIO", Capability::SysRawio),
-    ("SYS_RESOURCE", Capability::SysResource),
-    ("SYS_TIME", Capability::SysTime),
-    ("SYS_TTY_CONFIG", Capability::SysTtyConfig),
-    ("SYSLOG", Capability::Syslog),
-    ("WAKE_ALARM", Capability::WakeAlarm),
+/// Every capability by its kernel name (without the `CAP_` prefix) and number.
+const NAMES: [(&str, Capability, u32); 41] = [
+    ("AUDIT_CONTROL", Capability::AuditControl, 30),
+    ("AUDIT_READ", Capability::AuditRead, 37),
+    ("AUDIT_WRITE", Capability::AuditWrite, 29),
+    ("BLOCK_SUSPEND", Capability::BlockSuspend, 36),
+    ("BPF", Capability::Bpf, 39),
+    ("CHECKPOINT_RESTORE", Capability::CheckpointRestore, 40),
+    ("CHOWN", Capability::Chown, 0),
+    ("DAC_OVERRIDE", Capability::DacOverride, 1),
+    ("DAC_READ_SEARCH", Capability::DacReadSearch, 2),
+    ("FOWNER", Capability::Fowner, 3),
+    ("FSETID", Capability::Fsetid, 4),
+    ("IPC_LOCK", Capability::IpcLock, 14),
+    ("IPC_OWNER", Capability::IpcOwner, 15),
+    ("KILL", Capability::Kill, 5),
+    ("LEASE", Capability::Lease, 28),
+    ("LINUX_IMMUTABLE", Capability::LinuxImmutable, 9),
+    ("MAC_ADMIN", Capability::MacAdmin, 33),
+    ("MAC_OVERRIDE", Capability::MacOverride, 32),
+    ("MKNOD", Capability::Mknod, 27),
+    ("NET_ADMIN", Capability::NetAdmin, 12),
+    ("NET_BIND_SERVICE", Capability::NetBindService, 10),
+    ("NET_BROADCAST", Capability::NetBroadcast, 11),
+    ("NET_RAW", Capability::NetRaw, 13),
+    ("PERFMON", Capability::Perfmon, 38),
+    ("SETGID", Capability::Setgid, 6),
+    ("SETFCAP", Capability::Setfcap, 31),
+    ("SETPCAP", Capability::Setpcap, 8),
+    ("SETUID", Capability::Setuid, 7),
+    ("SYS_ADMIN", Capability::SysAdmin, 21),
+    ("SYS_BOOT", Capability::SysBoot, 22),
+    ("SYS_CHROOT", Capability::SysChroot, 18),
+    ("SYS_MODULE", Capability::SysModule, 16),
+    ("SYS_NICE", Capability::SysNice, 23),
+    ("SYS_PACCT", Capability::SysPacct, 20),
+    ("SYS_PTRACE", Capability::SysPtrace, 19),
+    ("SYS_RAWIO", Capability::SysRawio, 17),
+    ("SYS_RESOURCE", Capability::SysResource, 24),
+    ("SYS_TIME", Capability::SysTime, 25),
+    ("SYS_TTY_CONFIG", Capability::SysTtyConfig, 26),
+    ("SYSLOG", Capability::Syslog, 34),
+    ("WAKE_ALARM", Capability::WakeAlarm, 35),
 ];
 
 /// Every capability this crate knows (what a privileged container gets).
 pub fn all_capabilities() -> Capabilities {
-    NAMES.iter().map(|(_, cap)| *cap).collect()
+    NAMES.iter().map(|(_, cap, _)| *cap).collect()
+}
+
+/// The capabilities whose bits are set in a kernel capability mask (as in the `CapBnd:` line
+/// of `/proc/<pid>/status`); bits of capabilities this crate does not know are ignored.
+pub(crate) fn capabilities_of_mask(mask: u64) -> Capabilities {
+    NAMES
+        .iter()
+        .filter(|(_, _, bit)| mask & (1 << bit) != 0)
+        .map(|(_, cap, _)| *cap)
+        .collect()
+}
+
+/// The kernel name of a capability, without `CAP_`.
+fn name_of(cap: Capability) -> &'static str {
+    NAMES
+        .iter()
+        .find(|(_, c, _)| *c == cap)
+        .map_or("?", |(name, _, _)| name)
 }
 
 /// Parses a capability name as Kubernetes writes it: case-insensitive, with or without the
@@ -92,7 +110,10 @@ pub fn all_capabilities() -> Capabilities {
 pub fn parse_capability(name: &str) -> Option<Capability> {
     let upper = name.trim().to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    NAMES.iter().find(|(n, _)| *n == bare).map(|(_, cap)| *cap)
+    NAMES
+        .iter()
+        .find(|(n, _, _)| *n == bare)
+        .map(|(_, cap, _)| *cap)
 }
 
 fn is_all(name: &str) -> bool {
@@ -108,17 +129,26 @@ fn is_all(name: &str) -> bool {
 /// the bounding, effective, permitted and inheritable sets (the kernel keeps an ambient
 /// capability only while it is permitted and inheritable). Otherwise the inheritable set
 /// stays empty, so that file capabilities of executed programs cannot pick up more.
+///
+/// "Every capability" (privileged, `ALL`) means every capability the runtime holds,
+/// [`Host::capabilities`]; defaults it does not hold are left out quietly, and a capability
+/// the request names that it does not hold is refused, naming it.
 pub(crate) fn capabilities(
+    host: &Host,
     cri: Option<&CriCapability>,
     privileged: bool,
 ) -> Result<LinuxCapabilities> {
     const PREFIX: &str = "linux.security_context.capabilities";
     let empty = CriCapability::default();
     let cri = cri.unwrap_or(&empty);
+    let held = &host.capabilities;
     let mut set: Capabilities = if privileged {
-        all_capabilities()
+        held.clone()
     } else {
-        DEFAULT_CAPABILITIES.into_iter().collect()
+        DEFAULT_CAPABILITIES
+            .into_iter()
+            .filter(|cap| held.contains(cap))
+            .collect()
     };
 
     let parse_list = |names: &[String], field: &str| -> Result<(bool, Vec<Capability>)> {
@@ -138,6 +168,15 @@ pub(crate) fn capabilities(
         }
         Ok((all, caps))
     };
+    let grantable = |caps: &[Capability], field: &str| -> Result<()> {
+        match caps.iter().find(|cap| !held.contains(cap)) {
+            Some(cap) => Err(Error::Unsupported(format!(
+                "{PREFIX}.{field}: CAP_{} cannot be granted: the runtime does not hold it in its bounding set",
+                name_of(*cap)
+            ))),
+            None => Ok(()),
+        }
+    };
     let (add_all, add) = parse_list(&cri.add_capabilities, "add_capabilities")?;
     let (drop_all, drop) = parse_list(&cri.drop_capabilities, "drop_capabilities")?;
     let (ambient_all, ambient) =
@@ -148,10 +187,12 @@ pub(crate) fn capabilities(
             "ALL is not accepted for ambient capabilities; name them",
         ));
     }
+    grantable(&ambient, "add_ambient_capabilities")?;
 
     if !privileged {
+        grantable(&add, "add_capabilities")?;
         if add_all {
-            set = all_capabilities();
+            set = held.clone();
         }
         if drop_all {
             set.clear();
@@ -336,7 +377,7 @@ mod tests {
     #[test]
     fn every_capability_has_a_name() {
         assert_eq!(all_capabilities().len(), NAMES.len());
-        for (name, cap) in NAMES {
+        for (name, cap, _) in NAMES {
             assert_eq!(
                 parse_capability(&format!("cap_{}", name.to_lowercase())),
                 Some(cap)

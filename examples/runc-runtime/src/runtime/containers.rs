@@ -14,7 +14,7 @@ use cri_api::v1::{
     NamespaceMode, Signal,
 };
 use cri_oci::image::RootfsMode;
-use cri_oci::spec::{ContainerRequest, container_spec};
+use cri_oci::spec::{ContainerRequest, Host, container_spec, hugepage_limits};
 use cri_server::{Error, Result};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
@@ -202,7 +202,11 @@ impl Container {
 }
 
 /// `oci` resources JSON for `runc update --resources`: only what the request sets.
-pub(crate) fn resources_json(r: &LinuxContainerResources, unified_host: bool) -> Result<Value> {
+pub(crate) fn resources_json(
+    r: &LinuxContainerResources,
+    host: &Host,
+    unified_host: bool,
+) -> Result<Value> {
     let negative = |field: &str, value: i64| {
         Error::invalid_argument(format!("linux.{field} must not be negative (got {value})"))
     };
@@ -254,11 +258,13 @@ pub(crate) fn resources_json(r: &LinuxContainerResources, unified_host: bool) ->
     if !memory.is_empty() {
         out.insert("memory".into(), Value::Object(memory));
     }
-    if !r.hugepage_limits.is_empty() {
-        let limits: Vec<Value> = r
-            .hugepage_limits
+    // Zero limits are dropped where the hugetlb controller is missing, as at create.
+    let hugepages = hugepage_limits(host, &r.hugepage_limits, "linux")
+        .map_err(|e| Error::invalid_argument(e.to_string()))?;
+    if !hugepages.is_empty() {
+        let limits: Vec<Value> = hugepages
             .iter()
-            .map(|h| json!({"pageSize": h.page_size, "limit": h.limit}))
+            .map(|h| json!({"pageSize": h.page_size(), "limit": h.limit()}))
             .collect();
         out.insert("hugepageLimits".into(), Value::Array(limits));
     }
@@ -409,6 +415,11 @@ impl Runtime {
                 })?;
             }
         }
+        // Propagation into or out of the container needs a source that propagates.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| error::io("reading /proc/self/mountinfo", e))?;
+        crate::propagation::check_mounts(&config.mounts, &mountinfo)
+            .map_err(Error::failed_precondition)?;
         state::save(dir, "config.json", &spec)
             .map_err(|e| error::io("writing the container's config.json", e))?;
         let cgroup_path = spec
@@ -622,7 +633,7 @@ impl Runtime {
                 "container {id:?} has exited"
             )));
         }
-        let body = resources_json(&resources, self.cgroups.is_unified())?;
+        let body = resources_json(&resources, &self.host, self.cgroups.is_unified())?;
         let file = container.dir.join("resources.json");
         protocol::write_json_atomic(&file, &body)
             .map_err(|e| error::io("writing resources.json", e))?;
@@ -673,7 +684,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resources_json(&r, false).unwrap(),
+            resources_json(&r, &Host::default(), false).unwrap(),
             json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000},
                    "memory": {"limit": 268435456}})
         );
@@ -686,13 +697,46 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resources_json(&r, false).unwrap(),
+            resources_json(&r, &Host::default(), false).unwrap(),
             json!({"cpu": {"cpus": "0-1"}, "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]})
         );
         assert_eq!(
-            resources_json(&LinuxContainerResources::default(), false).unwrap(),
+            resources_json(&LinuxContainerResources::default(), &Host::default(), false).unwrap(),
             json!({})
         );
+    }
+
+    #[test]
+    fn zero_hugepage_limits_are_dropped_without_hugetlb() {
+        let mut host = Host::default();
+        host.hugetlb_supported = false;
+        let kubelet = LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            hugepage_limits: vec![
+                HugepageLimit {
+                    page_size: "2MB".into(),
+                    limit: 0,
+                },
+                HugepageLimit {
+                    page_size: "1GB".into(),
+                    limit: 0,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            resources_json(&kubelet, &host, false).unwrap(),
+            json!({"memory": {"limit": 67108864}})
+        );
+        let asked = LinuxContainerResources {
+            hugepage_limits: vec![HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 2 << 20,
+            }],
+            ..Default::default()
+        };
+        let err = resources_json(&asked, &host, false).unwrap_err();
+        assert!(err.to_string().contains("hugetlb"), "{err}");
     }
 
     #[test]
@@ -728,6 +772,7 @@ mod tests {
                 memory_limit_in_bytes: -5,
                 ..Default::default()
             },
+            &Host::default(),
             false,
         )
         .unwrap_err();
@@ -737,6 +782,7 @@ mod tests {
                 unified: [("memory.max".to_string(), "1G".to_string())].into(),
                 ..Default::default()
             },
+            &Host::default(),
             false,
         )
         .unwrap_err();

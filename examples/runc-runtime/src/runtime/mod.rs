@@ -86,7 +86,8 @@ pub(crate) fn new_id() -> Result<String> {
 }
 
 /// What the host allows (`Host::detect`: OOM-score clamping without `CAP_SYS_RESOURCE`,
-/// recursive read-only mounts by kernel), with the runtime's cgroup parent.
+/// recursive read-only mounts by kernel, the capabilities this process can grant, whether
+/// the hugetlb controller exists), with the runtime's cgroup parent.
 pub(crate) fn detect_host(cgroup_parent: &str) -> Host {
     let mut host = Host::detect();
     host.cgroup_parent = cgroup_parent.to_string();

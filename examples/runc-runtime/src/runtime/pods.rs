@@ -392,7 +392,7 @@ impl Runtime {
         list: NetworkList,
     ) -> Result<PodNetwork> {
         let path = dir.join(netns::FILE);
-        let attachment = Attachment::for_pod(id, &path, config.metadata.as_ref());
+        let attachment = Attachment::for_pod(id, &path, config);
         match self.config.cni.add(&list, &attachment).await {
             Ok(result) => Ok(PodNetwork {
                 netns: path,
@@ -412,7 +412,7 @@ impl Runtime {
 
     /// Best-effort CNI DEL and unpin, for a creation that failed after ADD.
     async fn detach(&self, id: &str, config: &PodSandboxConfig, network: &PodNetwork) {
-        let attachment = Attachment::for_pod(id, &network.netns, config.metadata.as_ref());
+        let attachment = Attachment::for_pod(id, &network.netns, config);
         if let Err(e) = self
             .config
             .cni
@@ -434,8 +434,7 @@ impl Runtime {
         let Some(network) = record.network.filter(|n| !n.torn_down) else {
             return Ok(());
         };
-        let attachment =
-            Attachment::for_pod(&record.id, &network.netns, record.config.metadata.as_ref());
+        let attachment = Attachment::for_pod(&record.id, &network.netns, &record.config);
         self.config
             .cni
             .del(&network.config, &attachment, Some(&network.result))
