@@ -26,7 +26,7 @@ const PLUGINS: &str = "/usr/lib/cni";
 /// The common preconditions, plus the plugins these tests use.
 fn requirements() -> Option<common::Images> {
     let images = common::requirements()?;
-    let missing = ["bridge", "host-local"]
+    let missing = ["bridge", "host-local", "portmap"]
         .into_iter()
         .find(|p| !Path::new(PLUGINS).join(p).exists());
     if let Some(plugin) = missing {
@@ -53,6 +53,11 @@ struct Network {
 
 impl Network {
     fn new(k: u32) -> Network {
+        Network::with_plugins(k, Vec::new())
+    }
+
+    /// The bridge network followed by `chained` plugins (e.g. `portmap`).
+    fn with_plugins(k: u32, chained: Vec<serde_json::Value>) -> Network {
         let pid = std::process::id();
         let dir = tempfile::Builder::new()
             .prefix("runc-rt-cni-")
@@ -65,7 +70,7 @@ impl Network {
             dir,
         };
         std::fs::create_dir(network.conf_dir()).unwrap();
-        let conflist = serde_json::json!({
+        let mut conflist = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": network.name,
             "plugins": [{
@@ -80,6 +85,7 @@ impl Network {
                 },
             }],
         });
+        conflist["plugins"].as_array_mut().unwrap().extend(chained);
         std::fs::write(
             network.conf_dir().join("10-cri-rs-test.conflist"),
             conflist.to_string(),
@@ -155,6 +161,48 @@ async fn network_condition(runtime: &Runtime) -> RuntimeCondition {
         .into_iter()
         .find(|c| c.r#type == condition::NETWORK_READY)
         .expect("a NetworkReady condition")
+}
+
+/// The NAT rules of every table, as `iptables-save` prints them.
+fn nat_rules() -> String {
+    let out = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .expect("iptables-save (apt-get install iptables)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a pod may leave on the host: NAT rules naming it, mounts of its directory, and
+/// its cgroups.
+fn traces_of(runtime: &Runtime, pod_id: &str, config: &PodSandboxConfig) -> Vec<String> {
+    let mut traces: Vec<String> = nat_rules()
+        .lines()
+        .filter(|l| l.contains(pod_id))
+        .map(str::to_string)
+        .collect();
+    let pod_dir = runtime.root.join("pods").join(pod_id);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    traces.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&pod_dir.display().to_string()))
+            .map(|l| format!("mount: {l}")),
+    );
+    let parent = config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.clone())
+        .unwrap_or_default();
+    for controller in ["memory", "cpu", "pids", "devices"] {
+        let path = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(parent.trim_start_matches('/'));
+        if path.exists() {
+            traces.push(format!("cgroup: {}", path.display()));
+        }
+    }
+    traces
 }
 
 /// `GET /index.html` from `ip:port`, from the host's network namespace.
@@ -431,4 +479,115 @@ async fn conformance_with_cni() {
     assert!(s.passed >= 41, "{s:?}");
     // Every pod's address went back.
     assert_eq!(network.leases(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_ports_reach_the_pod_and_leave_nothing_behind() {
+    let Some(images) = requirements() else {
+        return;
+    };
+    let network = Network::with_plugins(
+        2,
+        vec![serde_json::json!({
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "snat": true,
+        })],
+    );
+    let runtime = Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        args: network.args(),
+        ..Default::default()
+    })
+    .await;
+    let host_port = 12000 + (std::process::id() % 1000) as i32;
+    let mut config = runtime.pod_config("ports", true);
+    config.port_mappings = vec![
+        PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 80,
+            host_port,
+            host_ip: String::new(),
+        },
+        // A container port alone needs no plumbing.
+        PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 8080,
+            ..Default::default()
+        },
+    ];
+    let pod = runtime
+        .client
+        .run_pod_sandbox(config.clone(), "")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", runtime.log()));
+    let server = runtime
+        .client
+        .create_container(
+            &pod,
+            Runtime::container_config(
+                "web",
+                &images.busybox,
+                &[
+                    "sh",
+                    "-c",
+                    "mkdir -p /www && echo hello-through-host-port > /www/index.html && exec httpd -f -p 80 -h /www",
+                ],
+            ),
+            Some(config.clone()),
+        )
+        .await
+        .unwrap();
+    runtime.client.start_container(&server).await.unwrap();
+    // The pod's own chains: the targets of the rules that name it.
+    let own_chains: Vec<String> = nat_rules()
+        .lines()
+        .filter(|l| l.contains(&pod))
+        .filter_map(|l| l.split(" -j ").nth(1))
+        .map(|target| target.split(' ').next().unwrap_or_default().to_string())
+        .filter(|target| target.starts_with("CNI-DN-"))
+        .collect();
+    assert!(
+        !own_chains.is_empty(),
+        "portmap wrote a DNAT chain for the pod\n{}\n{}",
+        nat_rules(),
+        runtime.log()
+    );
+    let (pod_ip, _) = pod_ips(&runtime, &pod).await;
+    assert!(nat_rules().contains(&format!("{pod_ip}:80")));
+
+    let port = host_port as u16;
+    let answer = wait_for(
+        "the host port to answer",
+        Duration::from_secs(30),
+        || async move {
+            tokio::task::spawn_blocking(move || http_get("127.0.0.1", port).ok())
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    assert!(answer.contains("hello-through-host-port"), "{answer}");
+
+    runtime.client.stop_pod_sandbox(&pod).await.unwrap();
+    runtime.client.remove_pod_sandbox(&pod).await.unwrap();
+    let traces = traces_of(&runtime, &pod, &config);
+    assert!(traces.is_empty(), "left behind: {traces:#?}");
+    assert_eq!(network.leases(), Vec::<String>::new());
+    // portmap's shared chains (CNI-HOSTPORT-*) stay, as with every runtime; nothing of the
+    // pod may: not its DNAT chain, nor a rule with its address.
+    let after = nat_rules();
+    let leftovers: Vec<&str> = after
+        .lines()
+        .filter(|l| own_chains.iter().any(|c| l.contains(c.as_str())) || l.contains(&pod_ip))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "NAT rules of the pod left: {leftovers:#?}"
+    );
+    assert!(
+        http_get("127.0.0.1", port).is_err(),
+        "the host port still answers"
+    );
+    runtime.shutdown().await;
 }
