@@ -8,19 +8,19 @@
 //!
 //! Run, between crictl (or `cri`) and containerd:
 //!   cargo run -p cri-examples --example cri-proxy -- \
-//!       --listen /tmp/cri-proxy.sock --upstream unix:///run/containerd/containerd.sock
+//!       --socket /tmp/cri-proxy.sock --upstream unix:///run/containerd/containerd.sock
 //!   crictl -r unix:///tmp/cri-proxy.sock ps
 //! Read-only:
-//!   cargo run -p cri-examples --example cri-proxy -- --listen /tmp/ro.sock \
+//!   cargo run -p cri-examples --example cri-proxy -- --socket /tmp/ro.sock \
 //!       --upstream unix:///run/containerd/containerd.sock --read-only
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use cri_client::Client;
+use cri_examples::ServeFlags;
 use cri_server::cri_api::v1::image_service_client::ImageServiceClient;
 use cri_server::cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_server::cri_api::v1::*;
@@ -54,12 +54,12 @@ const MUTATING: &[&str] = &[
     "RemoveImage",
 ];
 
+/// A logging, filtering CRI proxy: forwards every call to an upstream runtime.
 #[derive(Parser, Debug)]
-#[command(about = "A logging, filtering CRI proxy")]
+#[command(name = "cri-proxy", version, about)]
 struct Args {
-    /// Unix socket to serve on.
-    #[arg(long, default_value = "/tmp/cri-proxy.sock")]
-    listen: PathBuf,
+    #[command(flatten)]
+    serve: ServeFlags,
     /// The runtime to forward to.
     #[arg(long)]
     upstream: String,
@@ -213,8 +213,8 @@ forward! {
 
 #[tokio::main]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    cri_examples::init_logging();
     let args = Args::parse();
+    args.serve.init_logging();
     // The typed client connects (and checks Version); the proxy forwards through its raw
     // generated clients so that requests and statuses pass unchanged.
     let mut upstream = Client::builder(&args.upstream).timeout(None);
@@ -234,8 +234,8 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let bound = Server::builder()
         .service(proxy)
         .build()?
-        .bind(&args.listen)?;
-    tracing::info!(listen = %args.listen.display(), upstream = %args.upstream, read_only = args.read_only, "cri-proxy serving");
+        .bind(&args.serve.socket)?;
+    tracing::info!(socket = %args.serve.socket.display(), upstream = %args.upstream, read_only = args.read_only, "cri-proxy serving");
     bound.serve().await?;
     Ok(())
 }

@@ -1,18 +1,26 @@
 //! Lists the pod sandboxes of a runtime with their containers, using `cri-client`.
 //!
 //! Run (against any CRI runtime, e.g. the memory-runtime example):
-//!   cargo run -p cri-examples --example list-pods -- unix:///tmp/memory-runtime.sock
+//!   cargo run -p cri-examples --example list-pods -- -r unix:///tmp/memory-runtime.sock
 
+use clap::Parser;
 use cri_client::Client;
 use cri_client::cri_api::v1::ContainerFilter;
+use cri_examples::ClientFlags;
+
+/// Lists a runtime's pod sandboxes with their containers.
+#[derive(Parser, Debug)]
+#[command(name = "list-pods", version, about)]
+struct Args {
+    #[command(flatten)]
+    client: ClientFlags,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), cri_client::Error> {
-    let endpoint = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| cri_client::cri_api::well_known::socket::DEFAULT_ENDPOINTS[0].into());
+    let args = Args::parse();
     // Connecting checks `Version` as the kubelet does.
-    let client = Client::connect(endpoint).await?;
+    let client = Client::connect(args.client.runtime_endpoint).await?;
     let pods = client.list_pod_sandbox(None).await?;
     if pods.is_empty() {
         println!("no pods");

@@ -2,15 +2,26 @@
 //! everything else answers `Unimplemented` cleanly — the starting point of a real runtime.
 //!
 //! Run:
-//!   cargo run -p cri-examples --example minimal-runtime -- /tmp/minimal.sock
+//!   cargo run -p cri-examples --example minimal-runtime -- --socket /tmp/minimal.sock
 //! then:
 //!   crictl -r unix:///tmp/minimal.sock version     # works
 //!   crictl -r unix:///tmp/minimal.sock pods        # works: no pods
 //!   crictl -r unix:///tmp/minimal.sock ps          # "ListContainers is not implemented by this runtime"
 
+use clap::Parser;
+use cri_examples::ServeFlags;
 use cri_server::cri_api::v1::*;
 use cri_server::cri_api::well_known::condition;
 use cri_server::{Context, Result, RuntimeService, Server, async_trait};
+
+/// The smallest useful CRI runtime: Version, Status and an empty pod list; everything else
+/// answers Unimplemented.
+#[derive(Parser, Debug)]
+#[command(name = "minimal-runtime", version, about)]
+struct Args {
+    #[command(flatten)]
+    serve: ServeFlags,
+}
 
 struct Minimal;
 
@@ -53,13 +64,12 @@ impl RuntimeService for Minimal {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    cri_examples::init_logging();
-    let socket = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "/tmp/minimal.sock".into());
+    let args = Args::parse();
+    args.serve.init_logging();
+    tracing::info!(socket = %args.serve.socket.display(), "minimal-runtime serving");
     Server::builder()
         .runtime(Minimal)
         .build()?
-        .serve(socket)
+        .serve(&args.serve.socket)
         .await
 }

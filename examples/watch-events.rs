@@ -2,21 +2,33 @@
 //! ends, resyncing with a full list first — the pattern `cri-client` documents.
 //!
 //! Run:
-//!   cargo run -p cri-examples --example watch-events -- unix:///tmp/memory-runtime.sock
-//! Optional second argument: stop after that many events (for scripts and tests).
+//!   cargo run -p cri-examples --example watch-events -- -r unix:///tmp/memory-runtime.sock
+//! `--count N` stops after N events (for scripts and tests).
 
 use std::time::Duration;
 
+use clap::Parser;
 use cri_client::Client;
+use cri_examples::ClientFlags;
 use futures_util::StreamExt;
+
+/// Follows a runtime's container events, resubscribing (after a full list) when the stream
+/// ends.
+#[derive(Parser, Debug)]
+#[command(name = "watch-events", version, about)]
+struct Args {
+    #[command(flatten)]
+    client: ClientFlags,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), cri_client::Error> {
-    let endpoint = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| cri_client::cri_api::well_known::socket::DEFAULT_ENDPOINTS[0].into());
-    let limit: Option<usize> = std::env::args().nth(2).and_then(|n| n.parse().ok());
-    let client = Client::connect(endpoint).await?;
+    let args = Args::parse();
+    let limit = args.count;
+    let client = Client::connect(args.client.runtime_endpoint).await?;
     let mut seen = 0;
     loop {
         let mut events = match client.events().await {

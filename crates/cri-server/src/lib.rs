@@ -5,6 +5,8 @@ mod context;
 mod error;
 mod events;
 mod image;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod metrics;
 mod routes;
 mod runtime;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use cri_server::logging::LogFormat;
 
 /// A CRI runtime that runs pods and containers with runc.
 #[derive(Parser, Debug)]
@@ -30,8 +31,16 @@ pub(crate) enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ServeArgs {
     /// The CRI Unix socket.
-    #[arg(long, default_value = "/run/runc-runtime/cri.sock")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/runc-runtime/cri.sock"
+    )]
     pub(crate) socket: PathBuf,
+    /// Log lines as `text` (coloured only on a terminal, never with NO_COLOR) or `json`
+    /// (one object per line, for log shippers). The level comes from RUST_LOG (default info).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = parse_log_format)]
+    pub(crate) log_format: LogFormat,
     /// Where pods, containers, images and runc's state are kept.
     #[arg(long, default_value = "/var/lib/runc-runtime")]
     pub(crate) root: PathBuf,
@@ -84,6 +93,10 @@ impl ServeArgs {
     }
 }
 
+fn parse_log_format(value: &str) -> Result<LogFormat, String> {
+    value.parse()
+}
+
 fn parse_mirror(value: &str) -> Result<(String, String), String> {
     let (host, endpoint) = value
         .split_once('=')
@@ -115,6 +128,7 @@ mod tests {
         ])
         .unwrap();
         assert!(args.command.is_none());
+        assert_eq!(args.serve.log_format, LogFormat::Text);
         assert_eq!(args.serve.runc_root(), PathBuf::from("/tmp/r/runc"));
         assert_eq!(
             args.serve.registry_mirrors,
@@ -159,6 +173,13 @@ mod tests {
                 PathBuf::from("/c")
             ]
         );
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        let args = Args::try_parse_from(["runc-runtime", "--log-format", "json"]).unwrap();
+        assert_eq!(args.serve.log_format, LogFormat::Json);
+        assert!(Args::try_parse_from(["runc-runtime", "--log-format", "color"]).is_err());
     }
 
     #[test]
