@@ -169,6 +169,9 @@ pub(crate) enum Command {
     Inspecti(InspectArgs),
     /// Run a pod sandbox from a config file (JSON or YAML, crictl's format)
     Runp(RunpArgs),
+    /// Run a pod and a container in it in one step: run the pod, pull the image when it is
+    /// missing, create and start the container; prints the container id
+    Run(RunArgs),
     /// Create a container in a pod from config files
     Create(CreateArgs),
     /// Start created containers
@@ -203,6 +206,11 @@ pub(crate) enum Command {
         #[arg(short, long, default_value = "json")]
         output: EventFormat,
     },
+    /// Print a shell completion script (e.g. `cri completion bash > /etc/bash_completion.d/cri`)
+    Completion {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
     /// Show usage of the image filesystems
     Imagefsinfo {
         /// Output format
@@ -220,7 +228,7 @@ pub(crate) enum Command {
 }
 
 /// Flags of `pods`.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub(crate) struct PodsArgs {
     /// Only pods whose id starts with this
     #[arg(long)]
@@ -252,10 +260,22 @@ pub(crate) struct PodsArgs {
     /// Show full ids
     #[arg(long)]
     pub(crate) no_trunc: bool,
+    /// Keep the listing on screen and redraw it on every container event (when the runtime
+    /// streams them) or every --watch-interval, until interrupted
+    #[arg(long, short = 'w')]
+    pub(crate) watch: bool,
+    /// Seconds between redraws when watching (also the most an event-driven redraw waits)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 2.0,
+        requires = "watch"
+    )]
+    pub(crate) watch_interval: f64,
 }
 
 /// Flags of `ps`.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub(crate) struct PsArgs {
     /// Show containers in every state (default: running only)
     #[arg(long, short = 'a')]
@@ -290,6 +310,18 @@ pub(crate) struct PsArgs {
     /// Show full ids
     #[arg(long)]
     pub(crate) no_trunc: bool,
+    /// Keep the listing on screen and redraw it on every container event (when the runtime
+    /// streams them) or every --watch-interval, until interrupted
+    #[arg(long, short = 'w')]
+    pub(crate) watch: bool,
+    /// Seconds between redraws when watching (also the most an event-driven redraw waits)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 2.0,
+        requires = "watch"
+    )]
+    pub(crate) watch_interval: f64,
 }
 
 /// Flags of `images`.
@@ -333,6 +365,24 @@ pub(crate) struct RunpArgs {
     /// Runtime handler to use (empty: the runtime's default)
     #[arg(long, short = 'r', default_value = "")]
     pub(crate) runtime: String,
+}
+
+/// Flags of `run`.
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    /// Container config file (.json, .yaml or .yml)
+    pub(crate) container_config: PathBuf,
+    /// Pod sandbox config file (.json, .yaml or .yml)
+    pub(crate) pod_config: PathBuf,
+    /// Runtime handler to use (empty: the runtime's default)
+    #[arg(long, short = 'r', default_value = "")]
+    pub(crate) runtime: String,
+    /// Always pull the image first (default: only when it is missing)
+    #[arg(long, conflicts_with = "no_pull")]
+    pub(crate) with_pull: bool,
+    /// Never pull; fail when the image is missing
+    #[arg(long)]
+    pub(crate) no_pull: bool,
 }
 
 /// Flags of `create`.

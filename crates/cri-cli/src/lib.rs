@@ -51,6 +51,13 @@ where
             return err.exit_code();
         }
     };
+    // Needs no runtime: answered without connecting.
+    if let cli::Command::Completion { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "cri", stdout);
+        let _ = stdout.flush();
+        return 0;
+    }
     let result = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

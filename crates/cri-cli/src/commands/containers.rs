@@ -12,7 +12,7 @@ use cri_api::v1::{
 
 use crate::cli::{
     AttachArgs, CreateArgs, ExecArgs, IdsArgs, InspectArgs, ListFormat, PsArgs, RemoveArgs,
-    StopArgs, UpdateArgs,
+    RunArgs, StopArgs, UpdateArgs,
 };
 use crate::commands::pods::write_map;
 use crate::commands::{
@@ -199,6 +199,60 @@ pub(crate) async fn create(ctx: &mut Ctx<'_>, args: CreateArgs) -> Result<i32> {
         .await?;
     writeln!(ctx.out, "{id}")?;
     Ok(0)
+}
+
+/// `run`: a pod and a container in it in one step. The image is pulled when missing (always
+/// with `--with-pull`, never with `--no-pull`). When a step after the pod fails, the pod is
+/// stopped and removed again, so a failed `run` leaves nothing behind.
+pub(crate) async fn run(ctx: &mut Ctx<'_>, args: RunArgs) -> Result<i32> {
+    let config: ContainerConfig = read_message(&args.container_config, "container config")?;
+    let pod_config: PodSandboxConfig = read_message(&args.pod_config, "pod sandbox config")?;
+    let image = config.image.clone().unwrap_or_default().image;
+    if image.is_empty() {
+        return Err(CliError::msg("the container config names no image"));
+    }
+    let pod = ctx
+        .client
+        .run_pod_sandbox(pod_config.clone(), args.runtime)
+        .await?;
+    let started = async {
+        let pull = if args.with_pull {
+            true
+        } else {
+            !args.no_pull && ctx.client.image_status(&image).await?.is_none()
+        };
+        if pull {
+            ctx.client
+                .call(PullImageRequest {
+                    image: Some(ImageSpec {
+                        image: image.clone(),
+                        ..Default::default()
+                    }),
+                    auth: None,
+                    sandbox_config: Some(pod_config.clone()),
+                })
+                .await?;
+        }
+        let id = ctx
+            .client
+            .create_container(&pod, config, Some(pod_config))
+            .await?;
+        ctx.client.start_container(&id).await?;
+        Ok::<_, CliError>(id)
+    }
+    .await;
+    match started {
+        Ok(id) => {
+            writeln!(ctx.out, "{id}")?;
+            Ok(0)
+        }
+        Err(err) => {
+            // Best effort: the error worth reporting is the one that stopped the run.
+            let _ = ctx.client.stop_pod_sandbox(&pod).await;
+            let _ = ctx.client.remove_pod_sandbox(&pod).await;
+            Err(err)
+        }
+    }
 }
 
 /// `start`: starts each container and prints its id.

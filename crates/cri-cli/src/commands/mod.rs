@@ -8,6 +8,7 @@ mod logs;
 mod pods;
 mod runtime;
 mod stats;
+mod watch;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cli::Command;
 use crate::error::{CliError, Result};
+use watch::Listing;
 
 /// What a verb runs with.
 pub(crate) struct Ctx<'a> {
@@ -36,14 +38,17 @@ pub(crate) async fn dispatch(command: Command, ctx: &mut Ctx<'_>) -> Result<i32>
         Command::Version { output } => runtime::version(ctx, output).await,
         Command::Info { output, quiet } => runtime::info(ctx, output, quiet).await,
         Command::RuntimeConfig { output } => runtime::runtime_config(ctx, output).await,
+        Command::Pods(args) if args.watch => watch::run(ctx, Listing::Pods(args)).await,
         Command::Pods(args) => pods::list(ctx, args).await,
         Command::Inspectp(args) => pods::inspect(ctx, args).await,
         Command::Runp(args) => pods::run(ctx, args).await,
         Command::Stopp(args) => pods::stop(ctx, args).await,
         Command::Rmp(args) => pods::remove(ctx, args).await,
+        Command::Ps(args) if args.watch => watch::run(ctx, Listing::Containers(args)).await,
         Command::Ps(args) => containers::list(ctx, args).await,
         Command::Inspect(args) => containers::inspect(ctx, args).await,
         Command::Create(args) => containers::create(ctx, args).await,
+        Command::Run(args) => containers::run(ctx, args).await,
         Command::Start(args) => containers::start(ctx, args).await,
         Command::Stop(args) => containers::stop(ctx, args).await,
         Command::Rm(args) => containers::remove(ctx, args).await,
@@ -60,6 +65,8 @@ pub(crate) async fn dispatch(command: Command, ctx: &mut Ctx<'_>) -> Result<i32>
         Command::Stats(args) => stats::containers(ctx, args).await,
         Command::Statsp(args) => stats::pods(ctx, args).await,
         Command::Events { output } => events::stream(ctx, output).await,
+        // Answered before connecting (see `crate::run`).
+        Command::Completion { .. } => Ok(0),
     }
 }
 

@@ -10,6 +10,7 @@ mod errors;
 mod images;
 mod logs;
 mod pods;
+mod run_watch;
 mod runtime;
 mod stats_events;
 mod terminal;
