@@ -1411,22 +1411,35 @@ fn cases() -> Vec<Case> {
             check: |_, r| invalid(r, "linux.security_context.privileged"),
         },
         Case {
-            name: "masked and read-only paths: defaults, or the request's",
+            name: "masked and read-only paths: exactly the request's",
             target: C,
             setup: |i| i.sc().readonly_paths = strings(&["/proc/sys"]),
             check: |_, r| {
                 let spec = ok(r);
-                let masked = linux(&spec).masked_paths().clone().unwrap();
+                // Empty means none (the kubelet's procMount Unmasked), as in containerd.
+                assert_eq!(linux(&spec).masked_paths().as_deref(), Some(&[][..]));
                 assert_eq!(
-                    masked,
+                    linux(&spec).readonly_paths().clone().unwrap(),
+                    ["/proc/sys"]
+                );
+            },
+        },
+        Case {
+            name: "the pause process gets the default masked and read-only paths",
+            target: S,
+            setup: |_| {},
+            check: |_, r| {
+                let spec = ok(r);
+                assert_eq!(
+                    linux(&spec).masked_paths().clone().unwrap(),
                     DEFAULT_MASKED_PATHS
                         .iter()
                         .map(|p| p.to_string())
                         .collect::<Vec<_>>()
                 );
                 assert_eq!(
-                    linux(&spec).readonly_paths().clone().unwrap(),
-                    ["/proc/sys"]
+                    linux(&spec).readonly_paths().clone().unwrap().len(),
+                    cri_oci::spec::DEFAULT_READONLY_PATHS.len()
                 );
             },
         },

@@ -325,7 +325,7 @@ pub fn sandbox_spec(host: &Host, req: &SandboxRequest<'_>) -> Result<Spec> {
         &format!("{SC}.apparmor"),
     )?;
     let selinux = security::selinux_labels(host, sc.and_then(|s| s.selinux_options.as_ref()));
-    let (masked, readonly) = security::masked_and_readonly(&[], &[], privileged)?;
+    let (masked, readonly) = security::sandbox_masked_and_readonly(privileged);
 
     let shm = if modes.host_ipc() {
         Shm::Bind(PathBuf::from("/dev/shm"))

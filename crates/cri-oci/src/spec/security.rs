@@ -214,7 +214,8 @@ pub(crate) fn capabilities(
     Ok(caps)
 }
 
-/// Paths hidden from unprivileged containers when the request names none.
+/// Paths hidden from a pod's unprivileged pause process (containers get exactly the paths
+/// their request names; the kubelet's list is much the same).
 pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
     "/proc/acpi",
     "/proc/asound",
@@ -229,7 +230,8 @@ pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
     "/sys/firmware",
 ];
 
-/// Paths made read-only in unprivileged containers when the request names none.
+/// Paths made read-only in a pod's unprivileged pause process (containers: see
+/// [`DEFAULT_MASKED_PATHS`]).
 pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/bus",
     "/proc/fs",
@@ -238,7 +240,11 @@ pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// Masked and read-only paths: none when privileged, the request's when given, else ours.
+/// A container's masked and read-only paths: none when privileged, otherwise exactly the
+/// request's. Empty lists mean none: the kubelet always sends its full lists, and sends them
+/// empty on purpose for `procMount: Unmasked` (containerd applies the request's lists the
+/// same way). The pause process, which has no such fields, gets [`DEFAULT_MASKED_PATHS`]
+/// and [`DEFAULT_READONLY_PATHS`] from [`sandbox_masked_and_readonly`].
 pub(crate) fn masked_and_readonly(
     masked: &[String],
     readonly: &[String],
@@ -247,10 +253,7 @@ pub(crate) fn masked_and_readonly(
     if privileged {
         return Ok((Vec::new(), Vec::new()));
     }
-    let pick = |given: &[String], defaults: &[&str], field: &str| -> Result<Vec<String>> {
-        if given.is_empty() {
-            return Ok(defaults.iter().map(|p| p.to_string()).collect());
-        }
+    let check = |given: &[String], field: &str| -> Result<Vec<String>> {
         for (i, path) in given.iter().enumerate() {
             if !path.starts_with('/') {
                 return Err(Error::invalid(
@@ -262,9 +265,18 @@ pub(crate) fn masked_and_readonly(
         Ok(given.to_vec())
     };
     Ok((
-        pick(masked, &DEFAULT_MASKED_PATHS, "masked_paths")?,
-        pick(readonly, &DEFAULT_READONLY_PATHS, "readonly_paths")?,
+        check(masked, "masked_paths")?,
+        check(readonly, "readonly_paths")?,
     ))
+}
+
+/// The pause process's masked and read-only paths: ours, none when privileged.
+pub(crate) fn sandbox_masked_and_readonly(privileged: bool) -> (Vec<String>, Vec<String>) {
+    if privileged {
+        return (Vec::new(), Vec::new());
+    }
+    let own = |paths: &[&str]| paths.iter().map(|p| p.to_string()).collect();
+    (own(&DEFAULT_MASKED_PATHS), own(&DEFAULT_READONLY_PATHS))
 }
 
 /// The AppArmor profile name the runtime is expected to load for `RuntimeDefault`.
