@@ -4,6 +4,7 @@ pub mod bench;
 pub mod conformance;
 mod fake;
 mod harness;
+pub mod kubelet;
 pub mod peer;
 pub mod registry;
 pub mod workload;

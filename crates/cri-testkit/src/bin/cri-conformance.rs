@@ -14,7 +14,6 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -149,12 +148,9 @@ async fn connect(
             Ok((client, None))
         }
         None => {
+            // With its streaming server, so the exec cases run too.
             let fake = FakeRuntime::builder().image(&args.image).build();
-            let server = cri_testkit::cri_server::Server::builder()
-                .service(Arc::new(fake))
-                .build()
-                .map_err(|e| e.to_string())?;
-            let harness = Harness::start(server).await.map_err(|e| e.to_string())?;
+            let harness = Harness::fake(fake).await.map_err(|e| e.to_string())?;
             Ok((harness.client.clone(), Some(harness)))
         }
     }

@@ -38,6 +38,9 @@ pub struct Ctx {
     run: String,
     case: String,
     sandboxes: Arc<Mutex<Vec<String>>>,
+    /// The cgroup parents of those sandboxes: the kubelet owns pod cgroups, and so does the
+    /// suite, which removes them once the pods are gone.
+    cgroup_parents: Arc<Mutex<Vec<String>>>,
 }
 
 impl Debug for Ctx {
@@ -103,6 +106,7 @@ impl Ctx {
             run: run.to_string(),
             case: case.id().replace('/', "."),
             sandboxes: Arc::default(),
+            cgroup_parents: Arc::default(),
         }
     }
 
@@ -185,10 +189,7 @@ impl Ctx {
             .client
             .run_pod_sandbox(config.clone(), self.config.runtime_handler.clone())
             .await?;
-        self.sandboxes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(id.clone());
+        self.register(&id, &config);
         Ok((id, config))
     }
 
@@ -246,6 +247,90 @@ impl Ctx {
         let id = self.create_container(sandbox, name, command).await?;
         self.client.start_container(&id).await?;
         Ok(id)
+    }
+
+    /// Runs a sandbox from [`Ctx::sandbox_config`] changed by `edit` (privileges, namespaces,
+    /// DNS, port mappings, ...) and registers it for cleanup.
+    ///
+    /// # Errors
+    ///
+    /// When `RunPodSandbox` fails.
+    pub async fn run_sandbox_with(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut PodSandboxConfig),
+    ) -> Result<(String, PodSandboxConfig), Stop> {
+        let mut config = self.sandbox_config(name);
+        edit(&mut config);
+        let _ = std::fs::create_dir_all(&config.log_directory);
+        let id = self
+            .client
+            .run_pod_sandbox(config.clone(), self.config.runtime_handler.clone())
+            .await?;
+        self.register(&id, &config);
+        Ok((id, config))
+    }
+
+    /// Creates and starts a container from [`Ctx::container_config`] changed by `edit`.
+    ///
+    /// # Errors
+    ///
+    /// When either call fails.
+    pub async fn start_container_with(
+        &self,
+        sandbox: &(String, PodSandboxConfig),
+        name: &str,
+        command: &[&str],
+        edit: impl FnOnce(&mut ContainerConfig),
+    ) -> Result<String, Stop> {
+        self.ensure_image().await?;
+        let mut config = self.container_config(name, command);
+        edit(&mut config);
+        let id = self
+            .client
+            .create_container(&sandbox.0, config, Some(sandbox.1.clone()))
+            .await?;
+        self.client.start_container(&id).await?;
+        Ok(id)
+    }
+
+    /// Runs `cmd` in a container with `ExecSync` (10 s bound) and returns its output.
+    ///
+    /// # Errors
+    ///
+    /// When the call fails.
+    pub async fn exec(&self, id: &str, cmd: &[&str]) -> Result<cri_client::ExecOutput, Stop> {
+        Ok(self
+            .client
+            .exec_sync(id, cmd.iter().copied(), Duration::from_secs(10))
+            .await?)
+    }
+
+    /// Runs `cmd` in a container and returns its stdout, failing unless it exits 0.
+    ///
+    /// A runtime that runs no real processes (a simulator such as the embedded fake) answers
+    /// exit code 127 with `not found` for the kernel's files and tools: the case is then
+    /// skipped with that reason, since what it checks lives in the kernel.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the command fails; skips as above.
+    pub async fn exec_ok(&self, id: &str, cmd: &[&str]) -> Result<String, Stop> {
+        let out = self.exec(id, cmd).await?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.exit_code == 127 && stderr.contains("not found") {
+            return skip(format!(
+                "the runtime runs no real processes ({cmd:?} answers {:?}): a simulator cannot show kernel state",
+                stderr.trim()
+            ));
+        }
+        check(
+            out.exit_code == 0,
+            &format!("{cmd:?} exits 0 in the container"),
+            0,
+            format!("exit {}: {}", out.exit_code, stderr.trim()),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// A long-running command in the configured image.
@@ -339,7 +424,23 @@ impl Ctx {
         .await
     }
 
-    /// Stops and removes every sandbox this case created (errors ignored).
+    fn register(&self, id: &str, config: &PodSandboxConfig) {
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id.to_string());
+        if let Some(parent) = config.linux.as_ref().map(|l| &l.cgroup_parent)
+            && parent.starts_with('/')
+        {
+            self.cgroup_parents
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(parent.clone());
+        }
+    }
+
+    /// Stops and removes every sandbox this case created, then removes their (now empty)
+    /// pod cgroups where the suite runs on the runtime's host (errors ignored).
     pub(super) async fn cleanup(&self) {
         let sandboxes = std::mem::take(
             &mut *self
@@ -350,6 +451,32 @@ impl Ctx {
         for id in sandboxes {
             let _ = self.client.stop_pod_sandbox(&id).await;
             let _ = self.client.remove_pod_sandbox(&id).await;
+        }
+        let parents = std::mem::take(
+            &mut *self
+                .cgroup_parents
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for parent in parents {
+            remove_pod_cgroup(&parent);
+        }
+    }
+}
+
+/// Removes a pod cgroup named by its (cgroupfs) parent path from every hierarchy: the cgroup
+/// v2 root, or each v1 controller directory. Only empty directories go (`rmdir`); a cgroup
+/// still in use, or one on another host, is left alone.
+fn remove_pod_cgroup(parent: &str) {
+    let relative = parent.trim_start_matches('/');
+    if relative.is_empty() || relative.split('/').any(|part| part == "..") {
+        return;
+    }
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let _ = std::fs::remove_dir(root.join(relative));
+    if let Ok(hierarchies) = std::fs::read_dir(root) {
+        for hierarchy in hierarchies.flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join(relative));
         }
     }
 }

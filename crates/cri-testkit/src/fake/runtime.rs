@@ -292,6 +292,9 @@ impl State {
 
 /// Appends `data` to a CRI log file as records, one per line; a trailing partial line is
 /// written with tag `P`.
+/// The longest log record the fake writes (containerd's default `max_container_log_line_size`).
+const MAX_LOG_RECORD: usize = 16 * 1024;
+
 fn append_log(path: &Path, stream: Stream, data: &[u8]) {
     let stream = match stream {
         Stream::Stdout => "stdout",
@@ -302,16 +305,25 @@ fn append_log(path: &Path, stream: Stream, data: &[u8]) {
     let mut out = String::new();
     let mut rest: &str = &text;
     while !rest.is_empty() {
-        match rest.find('\n') {
+        let (mut line, tag) = match rest.find('\n') {
             Some(i) => {
-                out.push_str(&format_record(now, stream, Tag::Full, &rest[..i]));
+                let line = &rest[..i];
                 rest = &rest[i + 1..];
+                (line, Tag::Full)
             }
-            None => {
-                out.push_str(&format_record(now, stream, Tag::Partial, rest));
-                rest = "";
+            None => (std::mem::take(&mut rest), Tag::Partial),
+        };
+        // Long lines become partial records of at most MAX_LOG_RECORD bytes (at a character
+        // boundary), the last one keeping the line's own tag, as containerd writes them.
+        while line.len() > MAX_LOG_RECORD {
+            let mut cut = MAX_LOG_RECORD;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
             }
+            out.push_str(&format_record(now, stream, Tag::Partial, &line[..cut]));
+            line = &line[cut..];
         }
+        out.push_str(&format_record(now, stream, tag, line));
     }
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
@@ -597,6 +609,23 @@ impl RuntimeService for FakeRuntime {
         if sandbox.state != PodSandboxState::SandboxReady {
             return Err(Error::failed_precondition(format!(
                 "pod sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let wants_privileged = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .is_some_and(|s| s.privileged);
+        let sandbox_privileged = sandbox
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .is_some_and(|s| s.privileged);
+        if wants_privileged && !sandbox_privileged {
+            return Err(Error::invalid_argument(format!(
+                "linux.security_context.privileged: a privileged container needs a privileged sandbox; {} is not",
                 sandbox.id
             )));
         }

@@ -3,11 +3,18 @@
 mod container;
 mod errors;
 mod events;
+mod exec;
 mod idempotence;
 mod image;
+mod kubelet;
+mod logs;
+mod mounts;
+mod namespaces;
+mod network;
 mod resources;
 mod runtime;
 mod sandbox;
+mod security;
 mod stats;
 mod streaming;
 
@@ -36,9 +43,16 @@ pub(super) fn all() -> Vec<Case> {
         idempotence::cases(),
         errors::cases(),
         streaming::cases(),
+        exec::cases(),
         events::cases(),
         resources::cases(),
+        mounts::cases(),
+        network::cases(),
+        logs::cases(),
         stats::cases(),
+        kubelet::cases(),
+        security::cases(),
+        namespaces::cases(),
     ]
     .concat()
 }
