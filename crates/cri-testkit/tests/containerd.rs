@@ -51,36 +51,51 @@ async fn conformance_against_containerd() {
 
     if version.runtime_version.starts_with("1.6") {
         // Not in containerd 1.6: RuntimeConfig (1.7), Stream* (Kubernetes 1.36), events
-        // (1.7), ImageFilter. Offline: no pulls; imported images have no repo digest.
-        let expected_skips = [
+        // (1.7), ImageFilter, a WebSocket stdin close (v5.channel.k8s.io). Offline: no pulls;
+        // imported images have no repo digest; the removable image is gone once image/remove
+        // ran and cannot be pulled back. The peer runs host-network pods (no CNI): no host
+        // ports, no pod IP, the host's hostname. This host has no AppArmor.
+        let mut expected_skips = vec![
             "runtime/runtime-config",
             "image/pull",
             "image/pull-with-auth",
             "image/status-by-digest",
             "image/list-filter",
+            "image/remove-by-id",
+            "image/list-contains-digest",
+            "image/pull-by-digest",
             "streaming/pod-sandboxes",
             "streaming/containers",
             "streaming/images",
             "streaming/container-stats",
+            "exec/stdin-websocket",
             "events/container-lifecycle",
+            "network/port-mapping-host-port",
+            "network/pod-ip",
+            "security/apparmor",
+            "namespaces/hostname",
         ];
+        expected_skips.sort_unstable();
+        let mut skips = by_kind.get("skipped").cloned().unwrap_or_default();
+        skips.sort_unstable();
+        assert_eq!(skips, expected_skips, "skips");
+        // Where containerd 1.6 departs from CRI:
+        // - it answers NotFound to StopPodSandbox of a removed sandbox, where CRI says stop
+        //   must succeed once the sandbox's resources are reclaimed;
+        // - it ignores Mount.image (image volumes) and fails with Unknown `mkdir ""` instead
+        //   of refusing them clearly.
+        let mut failures = by_kind.get("failed").cloned().unwrap_or_default();
+        failures.sort_unstable();
         assert_eq!(
-            by_kind.get("skipped").cloned().unwrap_or_default(),
-            expected_skips,
-            "skips"
-        );
-        // containerd 1.6 answers NotFound to StopPodSandbox of a removed sandbox, where CRI
-        // says stop must succeed once the sandbox's resources are reclaimed.
-        assert_eq!(
-            by_kind.get("failed").cloned().unwrap_or_default(),
-            ["idempotence/stop-removed-sandbox"],
+            failures,
+            ["idempotence/stop-removed-sandbox", "mounts/image-volume"],
             "failures"
         );
         match outcome("idempotence/stop-removed-sandbox") {
             Outcome::Failed(f) => assert!(f.got.contains("NotFound"), "{f}"),
             other => panic!("{other:?}"),
         }
-        assert!(s.passed >= 30, "{s:?}");
+        assert!(s.passed >= 96, "{s:?}");
     } else {
         // Another containerd: everything it runs must pass.
         report.assert_passed();
