@@ -467,7 +467,17 @@ async fn privileged_devices(ctx: Ctx) -> Result<(), Stop> {
 }
 
 async fn privileged_no_masked_paths(ctx: Ctx) -> Result<(), Stop> {
-    let id = privileged_container(&ctx, |_| {}).await?;
+    // The kubelet sends its masked and read-only lists for privileged containers too; a
+    // privileged container gets none of them.
+    let id = privileged_container(&ctx, |c| {
+        let sc = container_sc(c);
+        sc.masked_paths = DEFAULT_MASKED.iter().map(|p| p.to_string()).collect();
+        sc.readonly_paths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+    })
+    .await?;
     let mounts = mountinfo(&ctx, &id).await?;
     let masked: Vec<&str> = DEFAULT_MASKED
         .iter()
