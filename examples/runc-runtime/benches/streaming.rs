@@ -1,0 +1,353 @@
+//! Streaming throughput with real containers on both sides: runc-runtime against containerd
+//! 1.6, the same busybox container command, read and written by the same client (ours), in
+//! alternating rounds of one run.
+//!
+//! `cargo bench -p runc-runtime --bench streaming` (as root, with the containerd peer running:
+//! `scripts/containerd-peer start` and its `env` exported). Workloads, each over SPDY and over
+//! WebSocket, `STREAM_MIB` MiB (default 256) per session:
+//!
+//! - **stdout**: `head -c N /dev/zero` in the container, read by the client;
+//! - **stdin**: the client writes N bytes into `head -c N > /dev/null` (which exits once it
+//!   has them, so no end-of-stdin signal is needed, which containerd's WebSocket cannot give);
+//! - **port-forward**: a connection through the port-forward session to `nc` in the pod,
+//!   which sends N bytes of `/dev/zero`.
+//!
+//! The table gives medians of `STREAM_ROUNDS` (default 5) in MiB/s and the ratio ours /
+//! containerd (above 1 is faster). For the in-process ceiling of the streaming server alone,
+//! with no container behind it, see `cargo bench -p cri-client --bench streaming`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cri_testkit::cri_client::Client;
+use cri_testkit::cri_client::cri_api::v1::*;
+use cri_testkit::cri_client::streaming::{Streams, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Stdout,
+    Stdin,
+    PortForward,
+}
+
+/// A host-network pod with a `sleep` container and an `nc` server container in one runtime.
+struct Target {
+    name: &'static str,
+    client: Client,
+    pod: String,
+    container: String,
+    port: u16,
+}
+
+async fn target(
+    name: &'static str,
+    client: Client,
+    image: &str,
+    log_dir: &std::path::Path,
+    port: u16,
+    bytes: usize,
+) -> Target {
+    let unique = format!("stream-bench-{name}-{}", std::process::id());
+    let config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: unique.clone(),
+            namespace: "bench".into(),
+            uid: unique.clone(),
+            attempt: 0,
+        }),
+        log_directory: log_dir.join(&unique).display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: format!("/cri-bench/{unique}"),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::create_dir_all(&config.log_directory).unwrap();
+    let pod = client
+        .run_pod_sandbox(config.clone(), "")
+        .await
+        .unwrap_or_else(|e| panic!("{name}: RunPodSandbox: {e}"));
+    let run = |container: &str, command: Vec<String>| {
+        let (client, pod, config) = (client.clone(), pod.clone(), config.clone());
+        let container = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: container.to_string(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            command,
+            log_path: format!("{container}.log"),
+            ..Default::default()
+        };
+        async move {
+            let id = client
+                .create_container(&pod, container, Some(config))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: CreateContainer: {e}"));
+            client.start_container(&id).await.unwrap();
+            id
+        }
+    };
+    let container = run("sleeper", vec!["sleep".into(), "3600".into()]).await;
+    let nc: Vec<String> = [
+        "nc",
+        "-ll",
+        "-p",
+        &port.to_string(),
+        "-e",
+        "head",
+        "-c",
+        &bytes.to_string(),
+        "/dev/zero",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run("server", nc).await;
+    Target {
+        name,
+        client,
+        pod,
+        container,
+        port,
+    }
+}
+
+/// Counts what a reader yields until EOF.
+async fn drain(mut reader: impl tokio::io::AsyncRead + Unpin) -> usize {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+/// One session of `workload`; returns MiB/s, or what went wrong.
+async fn measure(
+    target: &Target,
+    workload: Workload,
+    transport: Transport,
+    bytes: usize,
+) -> Result<f64, String> {
+    let started = Instant::now();
+    let moved = match workload {
+        Workload::Stdout => {
+            let (writer, reader) = tokio::io::duplex(256 * 1024);
+            let counter = tokio::spawn(drain(reader));
+            let code = target
+                .client
+                .exec(
+                    &target.container,
+                    ["head", "-c", &bytes.to_string(), "/dev/zero"],
+                    transport,
+                    Streams {
+                        stdout: Some(Box::pin(writer)),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("exec: {e}"))?;
+            if code != 0 {
+                return Err(format!("exit code {code}"));
+            }
+            counter.await.unwrap()
+        }
+        Workload::Stdin => {
+            let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+            let feeder = tokio::spawn(async move {
+                let chunk = vec![0u8; 256 * 1024];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if writer.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+                // Held open: `head` exits once it has read its bytes.
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            });
+            let (out, counted) = tokio::io::duplex(4096);
+            let count = tokio::spawn(async move {
+                let mut text = String::new();
+                let mut counted = counted;
+                let _ = counted.read_to_string(&mut text).await;
+                text
+            });
+            // `wc -c` says how many bytes `head` really got (an early end of stdin would
+            // make `head` succeed with fewer).
+            let code = target
+                .client
+                .exec(
+                    &target.container,
+                    ["sh", "-c", &format!("head -c {bytes} | wc -c")],
+                    transport,
+                    Streams {
+                        stdin: Some(Box::pin(reader)),
+                        stdout: Some(Box::pin(out)),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            feeder.abort();
+            let code = code.map_err(|e| format!("exec with stdin: {e}"))?;
+            if code != 0 {
+                return Err(format!("exit code {code}"));
+            }
+            let text = count.await.unwrap();
+            text.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("wc -c printed {text:?}"))?
+        }
+        Workload::PortForward => {
+            let forward = target
+                .client
+                .port_forward(&target.pod, &[target.port], transport)
+                .await
+                .map_err(|e| format!("port-forward: {e}"))?;
+            let conn = forward
+                .connect(target.port)
+                .await
+                .map_err(|e| format!("port-forward connect: {e}"))?;
+            drain(conn).await
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if moved != bytes {
+        return Err(format!("{moved} of {bytes} bytes arrived"));
+    }
+    Ok(bytes as f64 / (1 << 20) as f64 / secs)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Some(images) = common::requirements() else {
+        return;
+    };
+    let Some(peer) = cri_testkit::peer::containerd() else {
+        eprintln!("no containerd peer: nothing to compare against");
+        return;
+    };
+    peer.reimport_images()
+        .expect("importing images into containerd");
+    let bytes = env_usize("STREAM_MIB", 256) << 20;
+    let rounds = env_usize("STREAM_ROUNDS", 5);
+
+    let ours = common::Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        ..Default::default()
+    })
+    .await;
+    let containerd = Client::connect(&peer.endpoint)
+        .await
+        .expect("connecting to containerd");
+    let logs = tempfile::tempdir().unwrap();
+    let base = 21000 + (std::process::id() % 2000) as u16 * 2;
+    let targets = [
+        target(
+            "runc-runtime",
+            ours.client.clone(),
+            &images.busybox,
+            logs.path(),
+            base,
+            bytes,
+        )
+        .await,
+        target(
+            "containerd",
+            containerd,
+            &peer.image,
+            logs.path(),
+            base + 1,
+            bytes,
+        )
+        .await,
+    ];
+    // The servers listen once their containers run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    println!(
+        "\nstreaming throughput, {} MiB per session, median of {rounds} alternating rounds, \
+         real busybox containers, host-network pods, our client (MiB/s)\n",
+        bytes >> 20
+    );
+    println!(
+        "{:<13} {:<10} {:>13} {:>11} {:>7}",
+        "workload", "transport", "runc-runtime", "containerd", "ratio"
+    );
+    for workload in [Workload::Stdout, Workload::Stdin, Workload::PortForward] {
+        for transport in [Transport::Spdy, Transport::WebSocket] {
+            let mut runs = [Vec::new(), Vec::new()];
+            let mut errors: [Option<String>; 2] = [None, None];
+            for round in 0..rounds {
+                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                for index in order {
+                    match measure(&targets[index], workload, transport, bytes).await {
+                        Ok(rate) => runs[index].push(rate),
+                        Err(e) => {
+                            errors[index].get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            let cell = |index: usize| match (&errors[index], runs[index].is_empty()) {
+                (Some(_), _) | (None, true) => "error".to_string(),
+                (None, false) => format!("{:.0}", median(runs[index].clone())),
+            };
+            let ratio = match (errors[0].is_none(), errors[1].is_none()) {
+                (true, true) => {
+                    format!("{:.2}x", median(runs[0].clone()) / median(runs[1].clone()))
+                }
+                _ => "-".to_string(),
+            };
+            println!(
+                "{:<13} {:<10} {:>13} {:>11} {:>7}",
+                format!("{workload:?}"),
+                format!("{transport:?}"),
+                cell(0),
+                cell(1),
+                ratio
+            );
+            for (target, error) in targets.iter().zip(&errors) {
+                if let Some(error) = error {
+                    println!("    {}: {error}", target.name);
+                }
+            }
+        }
+    }
+
+    for target in &targets {
+        let _ = target.client.stop_pod_sandbox(&target.pod).await;
+        let _ = target.client.remove_pod_sandbox(&target.pod).await;
+    }
+    ours.shutdown().await;
+}
