@@ -1,9 +1,13 @@
-//! Streams a large stdout through exec sessions and reports MiB/s: through our streaming
-//! server (a runtime writing the bytes) and through containerd's streaming server (busybox
-//! `head -c N /dev/zero` in a real container), both read by our client, in the same run.
+//! The streaming server's in-process ceiling: a large stdout through exec sessions served by
+//! a runtime that writes zeros (no container behind it), read by our client, in MiB/s.
 //!
-//! Run: `scripts/containerd-peer start`, export `scripts/containerd-peer env`, then
-//! `cargo bench -p cri-client --bench streaming` (without a peer only our side is measured).
+//! With the containerd peer running, its column shows containerd's server fed by a real
+//! container (`head -c N /dev/zero` in busybox). That is *not* the same work, so its ratio is
+//! not a comparison of the two servers; for that, with a real container on both sides, run
+//! `cargo bench -p runc-runtime --bench streaming`.
+//!
+//! Run: `cargo bench -p cri-client --bench streaming` (optionally after
+//! `scripts/containerd-peer start` with its `env` exported).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -135,7 +139,10 @@ fn main() {
             }
             None => None,
         };
-        println!("{MIB} MiB of stdout per session, median of 3, MiB/s");
+        println!(
+            "{MIB} MiB of stdout per session, median of 3, MiB/s; ours = in-process ceiling \
+             (no container), containerd = a real container: not like with like"
+        );
         println!(
             "{:<10} {:>14} {:>14} {:>8}",
             "transport", "ours", "containerd", "ratio"
