@@ -341,8 +341,6 @@ async fn each_mutation_fails_exactly_the_cases_that_check_it() {
                 "container/list-filters",
                 "streaming/containers",
                 "kubelet/labels-annotations-roundtrip",
-                // Proves the refused container left nothing with a filtered list.
-                "security/privileged-container-refused-in-unprivileged-sandbox",
             ]),
         ),
         (
