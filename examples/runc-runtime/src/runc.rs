@@ -115,6 +115,17 @@ impl Runc {
         self.run(vec!["start".into(), id.into()]).await.map(drop)
     }
 
+    /// `runc state ID`'s status: `created`, `running`, `paused` or `stopped`.
+    pub(crate) async fn status(&self, id: &str) -> Result<String, RuncError> {
+        let out = self.run(vec!["state".into(), id.into()]).await?;
+        let state: serde_json::Value =
+            serde_json::from_slice(&out).map_err(|e| RuncError::Failed {
+                command: "state".into(),
+                message: format!("unreadable output: {e}"),
+            })?;
+        Ok(state["status"].as_str().unwrap_or_default().to_string())
+    }
+
     /// `runc kill [--all] ID SIGNAL`.
     pub(crate) async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), RuncError> {
         let mut args: Vec<OsString> = vec!["kill".into()];

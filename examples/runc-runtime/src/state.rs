@@ -11,7 +11,9 @@
 //!
 //! CRI configs are stored in their proto3 JSON form (cri-api's `serde` feature). A record is
 //! written atomically once the object exists in runc; a directory without its record is a
-//! creation that never finished, and is cleaned up at start.
+//! creation that never finished, and is cleaned up at start. A pod's creation first writes
+//! `<pod dir>/intent.json` ([`PodIntent`]: the cgroups and the CNI network it is about to
+//! create), so that cleaning up an unfinished one, after a failure or a crash, undoes them.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,21 @@ pub(crate) struct PodNetwork {
     #[serde(default)]
     pub(crate) torn_down: bool,
 }
+
+/// A pod creation's side effects outside its directory, written before they happen.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct PodIntent {
+    /// The pod's config (CNI DEL names the pod by it).
+    pub(crate) config: PodSandboxConfig,
+    /// The cgroups the pod's creation makes (runc creates them), deepest first.
+    pub(crate) created_cgroups: Vec<String>,
+    /// The network list ADD runs on the pinned namespace, when the pod gets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<NetworkList>,
+}
+
+/// A pod creation's intent file name.
+pub(crate) const INTENT_FILE: &str = "intent.json";
 
 /// A container as persisted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -10,128 +10,16 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use common::cni::{Network, PLUGINS, requirements};
 use common::{Runtime, wait_for};
 use cri_client::cri_api::v1::*;
 use cri_client::cri_api::well_known::condition;
 use cri_testkit::conformance::{Config, Outcome, Suite};
-
-/// Where Debian installs the plugins.
-const PLUGINS: &str = "/usr/lib/cni";
-
-/// The common preconditions, plus the plugins these tests use.
-fn requirements() -> Option<common::Images> {
-    let images = common::requirements()?;
-    let missing = ["bridge", "host-local", "portmap"]
-        .into_iter()
-        .find(|p| !Path::new(PLUGINS).join(p).exists());
-    if let Some(plugin) = missing {
-        let why =
-            format!("{PLUGINS}/{plugin} is missing (apt-get install containernetworking-plugins)");
-        if std::env::var("CRI_PEER_REQUIRED").is_ok_and(|v| v == "1") {
-            panic!("CRI_PEER_REQUIRED=1 but the CNI tests cannot run: {why}");
-        }
-        eprintln!("\n*** SKIPPED: runc-runtime CNI test — {why} ***\n");
-        return None;
-    }
-    Some(images)
-}
-
-/// A bridge network written into a temp dir (the conflist and host-local's data); the
-/// bridge link is deleted on drop.
-struct Network {
-    dir: tempfile::TempDir,
-    name: String,
-    bridge: String,
-    /// `10.x.y.`
-    prefix: String,
-}
-
-impl Network {
-    fn new(k: u32) -> Network {
-        Network::with_plugins(k, Vec::new())
-    }
-
-    /// The bridge network followed by `chained` plugins (e.g. `portmap`).
-    fn with_plugins(k: u32, chained: Vec<serde_json::Value>) -> Network {
-        let pid = std::process::id();
-        let dir = tempfile::Builder::new()
-            .prefix("runc-rt-cni-")
-            .tempdir()
-            .unwrap();
-        let network = Network {
-            name: format!("cri-rs-test-{k}"),
-            bridge: format!("crirs{}n{k}", pid % 100_000),
-            prefix: format!("10.{}.{}.", 237 + k, pid % 200),
-            dir,
-        };
-        std::fs::create_dir(network.conf_dir()).unwrap();
-        let mut conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": network.name,
-            "plugins": [{
-                "type": "bridge",
-                "bridge": network.bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": format!("{}0/24", network.prefix)}]],
-                    "dataDir": network.dir.path().join("ipam"),
-                },
-            }],
-        });
-        conflist["plugins"].as_array_mut().unwrap().extend(chained);
-        std::fs::write(
-            network.conf_dir().join("10-cri-rs-test.conflist"),
-            conflist.to_string(),
-        )
-        .unwrap();
-        network
-    }
-
-    fn conf_dir(&self) -> PathBuf {
-        self.dir.path().join("conf")
-    }
-
-    /// The runtime's flags for this network.
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--cni-conf-dir".into(),
-            self.conf_dir().display().to_string(),
-            "--cni-bin-dir".into(),
-            PLUGINS.into(),
-        ]
-    }
-
-    /// The addresses host-local has handed out (one file per address).
-    fn leases(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("ipam").join(&self.name)) else {
-            return Vec::new();
-        };
-        let mut leases: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|name| name.parse::<IpAddr>().is_ok())
-            .collect();
-        leases.sort();
-        leases
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "delete", &self.bridge])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// The pod's `(ip, additional_ips)` from PodSandboxStatus.
 async fn pod_ips(runtime: &Runtime, id: &str) -> (String, Vec<String>) {

@@ -26,7 +26,7 @@ use crate::cgroups::Cgroups;
 use crate::cni::Cni;
 use crate::monitor::protocol::{self, ExitRecord, Handshake, MonitorConfig, Request};
 use crate::runc::Runc;
-use crate::state::{self, ContainerRecord, PodRecord};
+use crate::state::{self, ContainerRecord, PodIntent, PodRecord};
 
 pub(crate) use containers::Container;
 pub(crate) use exec::{ExecFiles, KillOnDrop};
@@ -158,8 +158,11 @@ impl Runtime {
             state::load_all::<ContainerRecord>(&self.containers_dir(), state::CONTAINER_FILE)
         {
             match record {
-                Ok(record) => {
+                Ok(mut record) => {
                     let exit = protocol::read_exit(&dir);
+                    if exit.is_none() && record.started_at == 0 {
+                        self.recover_start(&dir, &mut record).await;
+                    }
                     let name = containers::name_key(&record.pod_id, &record.config);
                     let container = Arc::new(Container::new(dir, record, exit.clone()));
                     lock(&self.names).insert(name);
@@ -178,13 +181,53 @@ impl Runtime {
         tracing::info!(pods, containers, "state loaded");
     }
 
-    /// Removes what an interrupted creation left: runc's container, the rootfs, a pinned
-    /// network namespace, the directory.
+    /// A container recorded as created whose StartContainer was cut off by a crash after
+    /// `runc start` ran: runc knows it started, so the record says so too (with the time of
+    /// recovery, the best this runtime can know), and a second start is not attempted.
+    async fn recover_start(&self, dir: &Path, record: &mut ContainerRecord) {
+        match self.runc.status(&record.id).await {
+            Ok(status) if status != "created" => {
+                tracing::warn!(
+                    id = %record.id,
+                    %status,
+                    "a start cut off by a restart had happened; recording it"
+                );
+                record.started_at = protocol::now_nanos();
+                if let Err(e) = state::save(dir, state::CONTAINER_FILE, &*record) {
+                    tracing::warn!(id = %record.id, error = %e, "writing container.json");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(id = %record.id, error = %e, "runc state at recovery"),
+        }
+    }
+
+    /// Removes what an interrupted creation left: runc's container, a pod's CNI attachment
+    /// and cgroups (from its intent file), the rootfs, a pinned network namespace, the
+    /// directory.
     async fn discard_dir(&self, dir: &Path) {
-        if let Some(id) = dir.file_name().and_then(|n| n.to_str())
-            && let Err(e) = self.runc.delete(id).await
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !id.is_empty()
+            && let Err(e) = self.runc.delete(&id).await
         {
             tracing::warn!(id, error = %e, "runc delete of an unfinished container");
+        }
+        let intent = std::fs::read(dir.join(state::INTENT_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<PodIntent>(&bytes).ok());
+        if let Some(intent) = &intent
+            && let Some(list) = &intent.network
+        {
+            // DEL tolerates what ADD never did; the namespace is still pinned here.
+            let netns = dir.join(crate::netns::FILE);
+            let attachment = crate::cni::Attachment::for_pod(&id, &netns, &intent.config);
+            if let Err(e) = self.config.cni.del(list, &attachment, None).await {
+                tracing::warn!(id, error = %e, "CNI DEL of an unfinished pod");
+            }
         }
         if let Err(e) = cri_oci::image::cleanup_rootfs(&dir.join("rootfs")) {
             tracing::warn!(dir = %dir.display(), error = %e, "removing an unfinished rootfs");
@@ -193,6 +236,9 @@ impl Runtime {
             tracing::warn!(dir = %dir.display(), error = %e, "unpinning a network namespace");
         }
         let _ = std::fs::remove_dir_all(dir);
+        for cgroup in intent.iter().flat_map(|i| &i.created_cgroups) {
+            self.cgroups.remove(cgroup);
+        }
     }
 
     pub(crate) fn pod(&self, id: &str) -> Option<Arc<Pod>> {

@@ -22,7 +22,7 @@ use crate::cni::{self, Attachment, NetworkList};
 use crate::error;
 use crate::monitor::protocol::{ExitRecord, MonitorConfig, now_nanos};
 use crate::netns;
-use crate::state::{self, PodNetwork, PodRecord};
+use crate::state::{self, PodIntent, PodNetwork, PodRecord};
 
 /// One pod sandbox.
 pub(crate) struct Pod {
@@ -334,6 +334,15 @@ impl Runtime {
             .map_err(|e| error::io("writing the pause container's config.json", e))?;
         let cgroup_parent = cgroup_parent_of(&cgroups_path(&self.host, &config, id));
         let created_cgroups = missing_ancestors(&cgroup_parent, |p| self.cgroups.exists(p));
+        // Before runc creates cgroups and CNI allocates addresses: what cleaning up an
+        // unfinished pod (this call failing, or the runtime dying before pod.json) undoes.
+        let intent = PodIntent {
+            config: config.clone(),
+            created_cgroups: created_cgroups.clone(),
+            network: network.clone(),
+        };
+        state::save(dir, state::INTENT_FILE, &intent)
+            .map_err(|e| error::io("writing the pod's intent.json", e))?;
 
         let monitor = MonitorConfig {
             id: id.to_string(),
@@ -376,6 +385,8 @@ impl Runtime {
             }
             return Err(error::io("writing pod.json", e));
         }
+        // pod.json now says what to undo; a stale intent would only repeat it.
+        let _ = std::fs::remove_file(dir.join(state::INTENT_FILE));
         let pod = Arc::new(Pod::new(dir.to_path_buf(), record, None));
         lock(&self.pods).insert(id.to_string(), pod.clone());
         self.watch_pod(&pod);

@@ -16,6 +16,8 @@ use cri_client::Client;
 use cri_client::cri_api::v1::*;
 use cri_testkit::registry::Registry;
 
+pub(crate) mod cni;
+
 /// The pause image `scripts/containerd-peer` builds into `pause.tar`.
 pub(crate) const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10-cri-rs";
 
