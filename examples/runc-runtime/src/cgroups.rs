@@ -131,6 +131,44 @@ impl Cgroups {
         }
     }
 
+    /// SIGKILLs every process in the cgroup `path` (in every hierarchy) and removes it once
+    /// they are gone (up to 5 s). Only for a cgroup that belongs to one object alone.
+    pub(crate) async fn kill_and_remove(&self, path: &str) {
+        if path.trim_matches('/').is_empty() {
+            return;
+        }
+        let dirs: Vec<PathBuf> = if self.unified {
+            vec![self.dir("", path)]
+        } else {
+            std::fs::read_dir(&self.root)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path().join(path.trim_start_matches('/')))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let mut left = false;
+            for dir in dirs.iter().filter(|d| d.is_dir()) {
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                left |= std::fs::remove_dir(dir).is_err() && dir.is_dir();
+            }
+            if !left || started.elapsed() > std::time::Duration::from_secs(5) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Removes the (empty) cgroup `path` in every hierarchy; errors are ignored (a cgroup
     /// still in use stays).
     pub(crate) fn remove(&self, path: &str) {

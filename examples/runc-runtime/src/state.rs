@@ -81,7 +81,11 @@ pub(crate) struct PodNetwork {
 pub(crate) struct PodIntent {
     /// The pod's config (CNI DEL names the pod by it).
     pub(crate) config: PodSandboxConfig,
-    /// The cgroups the pod's creation makes (runc creates them), deepest first.
+    /// The pause container's own cgroup (cgroupfs path), the pod's alone.
+    #[serde(default)]
+    pub(crate) cgroup_path: String,
+    /// The cgroups on the way to it that the pod's creation makes (runc creates them),
+    /// deepest first; shared ones are only removed once empty.
     pub(crate) created_cgroups: Vec<String>,
     /// The network list ADD runs on the pinned namespace, when the pod gets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

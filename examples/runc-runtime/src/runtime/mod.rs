@@ -211,10 +211,17 @@ impl Runtime {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        if !id.is_empty()
-            && let Err(e) = self.runc.delete(&id).await
-        {
-            tracing::warn!(id, error = %e, "runc delete of an unfinished container");
+        // A runtime killed mid-creation leaves the monitor (and its `runc create`) running:
+        // they must be gone before runc's state and the cgroups are removed, or they recreate
+        // them afterwards.
+        stop_stragglers(dir, &id).await;
+        if !id.is_empty() {
+            if let Err(e) = self.runc.delete(&id).await {
+                tracing::warn!(id, error = %e, "runc delete of an unfinished container");
+            }
+            // A `runc create` cut off before its state was complete leaves a directory runc
+            // itself no longer recognizes.
+            let _ = std::fs::remove_dir_all(self.runc.root().join(&id));
         }
         let intent = std::fs::read(dir.join(state::INTENT_FILE))
             .ok()
@@ -236,8 +243,15 @@ impl Runtime {
             tracing::warn!(dir = %dir.display(), error = %e, "unpinning a network namespace");
         }
         let _ = std::fs::remove_dir_all(dir);
-        for cgroup in intent.iter().flat_map(|i| &i.created_cgroups) {
-            self.cgroups.remove(cgroup);
+        if let Some(intent) = &intent {
+            // The pause container's own cgroup is the pod's alone: whatever still runs in it
+            // (a `runc init` whose create was cut off) goes, then the cgroups the pod made.
+            if !intent.cgroup_path.is_empty() {
+                self.cgroups.kill_and_remove(&intent.cgroup_path).await;
+            }
+            for cgroup in &intent.created_cgroups {
+                self.cgroups.remove(cgroup);
+            }
         }
     }
 
@@ -504,4 +518,47 @@ pub(crate) async fn exited_within(
         Ok(Ok(record)) => record.clone(),
         _ => None,
     }
+}
+
+/// SIGKILLs the monitor serving `dir` (`<exe> monitor <dir>`), then waits (up to 30 s) for
+/// every `runc` process naming `id` to finish: a `runc create` is left to complete, so that
+/// runc's own `delete` can undo it afterwards.
+async fn stop_stragglers(dir: &Path, id: &str) {
+    let dir = dir.as_os_str().as_encoded_bytes();
+    let is_monitor = |args: &[&[u8]]| args.len() == 3 && args[1] == b"monitor" && args[2] == dir;
+    for pid in processes(is_monitor) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    let names_id = |args: &[&[u8]]| {
+        !id.is_empty()
+            && (is_monitor(args)
+                || (args.first().is_some_and(|a| a.ends_with(b"runc"))
+                    && args.contains(&id.as_bytes())))
+    };
+    let started = std::time::Instant::now();
+    while !processes(names_id).is_empty() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The processes whose command line (split at NULs) satisfies `matches`.
+fn processes(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<rustix::process::Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline
+                .strip_suffix(b"\0")
+                .unwrap_or(&cmdline)
+                .split(|b| *b == 0)
+                .collect();
+            matches(&args)
+                .then(|| rustix::process::Pid::from_raw(pid))
+                .flatten()
+        })
+        .collect()
 }

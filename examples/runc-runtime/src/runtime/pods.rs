@@ -332,12 +332,18 @@ impl Runtime {
         .map_err(error::oci)?;
         state::save(dir, "config.json", &spec)
             .map_err(|e| error::io("writing the pause container's config.json", e))?;
-        let cgroup_parent = cgroup_parent_of(&cgroups_path(&self.host, &config, id));
+        let cgroup_path = cgroups_path(&self.host, &config, id);
+        let cgroup_parent = cgroup_parent_of(&cgroup_path);
         let created_cgroups = missing_ancestors(&cgroup_parent, |p| self.cgroups.exists(p));
         // Before runc creates cgroups and CNI allocates addresses: what cleaning up an
         // unfinished pod (this call failing, or the runtime dying before pod.json) undoes.
         let intent = PodIntent {
             config: config.clone(),
+            cgroup_path: if cgroup_path.starts_with('/') {
+                cgroup_path.clone()
+            } else {
+                String::new() // a systemd unit: runc delete removes it
+            },
             created_cgroups: created_cgroups.clone(),
             network: network.clone(),
         };
