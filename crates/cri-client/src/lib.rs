@@ -26,8 +26,8 @@ pub use tonic;
 /// feature).
 pub mod streaming {
     pub use cri_streaming::{
-        ClientError, Connector, Forwarded, PortForward, Reader, Streams, TerminalSize, Transport,
-        Writer,
+        COPY_BUFFER, ClientError, Connector, Forwarded, PortForward, Reader, Streams, TerminalSize,
+        Transport, Writer, copy,
     };
     #[cfg(feature = "tls")]
     pub use cri_streaming::{ClientTls, TlsError};

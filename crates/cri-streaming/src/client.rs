@@ -308,13 +308,13 @@ async fn run_spdy(
     }
     if let (Some(mut to), Some(mut from)) = (stdout, stdout_stream) {
         tasks.push(tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut from, &mut to).await;
+            let _ = crate::io::copy(&mut from, &mut to).await;
             let _ = to.flush().await;
         }));
     }
     if let (Some(mut to), Some(mut from)) = (stderr, stderr_stream) {
         tasks.push(tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut from, &mut to).await;
+            let _ = crate::io::copy(&mut from, &mut to).await;
             let _ = to.flush().await;
         }));
     }
@@ -381,7 +381,7 @@ async fn run_websocket(
     let mut tasks = Vec::new();
     for (mut from, mut to) in outputs {
         tasks.push(tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut from, &mut to).await;
+            let _ = crate::io::copy(&mut from, &mut to).await;
             let _ = to.flush().await;
         }));
     }
@@ -602,7 +602,13 @@ impl PortForward {
                 tokio::spawn(async move {
                     match this.connect(port).await {
                         Ok(mut remote) => {
-                            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut remote).await;
+                            let _ = tokio::io::copy_bidirectional_with_sizes(
+                                &mut tcp,
+                                &mut remote,
+                                crate::io::COPY_BUFFER,
+                                crate::io::COPY_BUFFER,
+                            )
+                            .await;
                         }
                         Err(error) => tracing::warn!(%error, "port-forward connection failed"),
                     }

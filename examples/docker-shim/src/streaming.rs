@@ -72,7 +72,7 @@ fn pump_input(
 ) -> Option<tokio::task::JoinHandle<()>> {
     stdin.map(|mut stdin| {
         tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut stdin, &mut input).await;
+            let _ = cri_streaming::copy(&mut stdin, &mut input).await;
             let _ = input.shutdown().await;
         })
     })
@@ -274,7 +274,13 @@ impl StreamingRuntime for Runtime {
             .connect_to_pod(pod_sandbox_id, port)
             .await
             .map_err(|e| failed(format!("connecting to port {port} in the pod: {e}")))?;
-        let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut stream,
+            &mut tcp,
+            cri_streaming::COPY_BUFFER,
+            cri_streaming::COPY_BUFFER,
+        )
+        .await;
         Ok(())
     }
 }

@@ -27,6 +27,10 @@ use crate::monitor::console;
 use crate::monitor::protocol::{self, AttachStream, Request};
 use crate::runtime::{ExecFiles, KillOnDrop, Pod, Runtime, exited_within, host_network};
 
+/// The size of an exec's pipes (Linux's default is 64 KiB; an unprivileged process may raise
+/// its own up to `/proc/sys/fs/pipe-max-size`, 1 MiB by default).
+const EXEC_PIPE_SIZE: usize = 1024 * 1024;
+
 /// How long output may still arrive after the process has exited.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
@@ -45,11 +49,11 @@ fn cri_error(e: cri_server::Error) -> StreamError {
 async fn copy_out<R: AsyncRead + Unpin>(mut from: R, to: Option<Writer>) {
     match to {
         Some(mut to) => {
-            let _ = tokio::io::copy(&mut from, &mut to).await;
+            let _ = cri_streaming::copy(&mut from, &mut to).await;
             let _ = to.shutdown().await;
         }
         None => {
-            let _ = tokio::io::copy(&mut from, &mut tokio::io::sink()).await;
+            let _ = cri_streaming::copy(&mut from, &mut tokio::io::sink()).await;
         }
     }
 }
@@ -90,10 +94,21 @@ impl Runtime {
             })
             .spawn()
             .map_err(|e| failed(format!("running runc exec: {e}")))?;
+        // Pipes of 1 MiB rather than 64 KiB: the process writes on while the session drains.
+        for fd in [
+            child.stdin.as_ref().map(|p| p.as_fd()),
+            child.stdout.as_ref().map(|p| p.as_fd()),
+            child.stderr.as_ref().map(|p| p.as_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = rustix::pipe::fcntl_setpipe_size(fd, EXEC_PIPE_SIZE);
+        }
         let mut guard = KillOnDrop(files, true);
         let stdin = match (session.stdin, child.stdin.take()) {
             (Some(mut input), Some(mut pipe)) => Some(tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut input, &mut pipe).await;
+                let _ = cri_streaming::copy(&mut input, &mut pipe).await;
                 let _ = pipe.shutdown().await;
             })),
             _ => None,
@@ -169,7 +184,7 @@ impl Runtime {
             .map_err(failed)?;
         let stdin = session.stdin.map(|mut input| {
             tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut input, &mut writer).await;
+                let _ = cri_streaming::copy(&mut input, &mut writer).await;
             })
         });
         let resizes = session.resize.map(|mut sizes| {
@@ -312,7 +327,7 @@ impl StreamingRuntime for Runtime {
             Some(mut input) => {
                 let mut conn = open(AttachStream::Stdin).await?.into_inner();
                 Some(tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut input, &mut conn).await;
+                    let _ = cri_streaming::copy(&mut input, &mut conn).await;
                     let _ = conn.shutdown().await;
                 }))
             }
@@ -374,7 +389,13 @@ impl StreamingRuntime for Runtime {
             .connect_to_pod(pod_sandbox_id, port)
             .await
             .map_err(|e| failed(format!("connecting to port {port} in the pod: {e}")))?;
-        let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut stream,
+            &mut tcp,
+            cri_streaming::COPY_BUFFER,
+            cri_streaming::COPY_BUFFER,
+        )
+        .await;
         Ok(())
     }
 }

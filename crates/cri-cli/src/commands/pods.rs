@@ -249,7 +249,13 @@ pub(crate) async fn port_forward(
                 tokio::spawn(async move {
                     match forward.connect(remote).await {
                         Ok(mut stream) => {
-                            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+                            let _ = tokio::io::copy_bidirectional_with_sizes(
+                                &mut tcp,
+                                &mut stream,
+                                cri_client::streaming::COPY_BUFFER,
+                                cri_client::streaming::COPY_BUFFER,
+                            )
+                            .await;
                         }
                         Err(error) => {
                             tracing::warn!(%error, remote, "port-forward connection failed")
