@@ -76,10 +76,14 @@ pub(crate) struct LegacyAuthority<T> {
     decoder: loona_hpack::Decoder<'static>,
     pending: Option<PendingBlock>,
     eof: bool,
+    /// Largest header block (encoded, and decoded as HTTP/2 counts it) held for inspection.
+    max_block: usize,
 }
 
 impl<T> LegacyAuthority<T> {
-    pub(crate) fn new(inner: T) -> Self {
+    /// Wraps `inner`; header blocks larger than `max_header_list_size` are not buffered but
+    /// handed to h2, which refuses them.
+    pub(crate) fn new(inner: T, max_header_list_size: usize) -> Self {
         let mut decoder = loona_hpack::Decoder::new();
         decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
         Self {
@@ -90,6 +94,7 @@ impl<T> LegacyAuthority<T> {
             decoder,
             pending: None,
             eof: false,
+            max_block: max_header_list_size.max(MAX_FRAME_PAYLOAD),
         }
     }
 
@@ -126,6 +131,10 @@ impl<T> LegacyAuthority<T> {
                     let len = usize::from(self.raw[0]) << 16
                         | usize::from(self.raw[1]) << 8
                         | usize::from(self.raw[2]);
+                    if len > crate::server::MAX_FRAME_SIZE as usize {
+                        // Larger than h2 accepts: do not buffer it, let h2 reject it.
+                        return self.give_up("an oversized frame");
+                    }
                     if self.raw.len() < FRAME_HEADER + len {
                         return Ok(());
                     }
@@ -174,6 +183,10 @@ impl<T> LegacyAuthority<T> {
             (CONTINUATION, Some(block)) if block.stream_id == stream_id => {
                 block.fragment.extend_from_slice(&frame[FRAME_HEADER..]);
                 block.original.unsplit(frame);
+                if block.fragment.len() > self.max_block {
+                    // A CONTINUATION flood or a huge block: stop buffering it.
+                    return self.give_up("an oversized header block");
+                }
                 if flags & END_HEADERS != 0 {
                     self.finish_block()?;
                 }
@@ -191,12 +204,36 @@ impl<T> LegacyAuthority<T> {
         Ok(())
     }
 
+    /// Stops inspecting: what is buffered and everything after it goes to h2 untouched. While
+    /// inspecting that is exactly what the client sent, which h2 then judges by its own limits;
+    /// once rewriting, the client's HPACK state is no longer h2's, so the connection ends.
+    fn give_up(&mut self, what: &str) -> io::Result<()> {
+        if self.mode == Mode::Rewrite {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the client sent {what}"),
+            ));
+        }
+        if let Some(block) = self.pending.take() {
+            self.out.unsplit(block.original);
+        }
+        self.out.unsplit(self.raw.split());
+        self.mode = Mode::PassThrough;
+        Ok(())
+    }
+
     fn finish_block(&mut self) -> io::Result<()> {
         let block = self.pending.take().expect("a block is pending");
         let mut headers = Vec::new();
+        // HPACK lets a few bytes name a large table entry many times: bound what is kept.
+        let mut size = 0usize;
+        let limit = self.max_block;
         self.decoder
             .decode_with_cb(&block.fragment, |name, value| {
-                headers.push((name.into_owned(), value.into_owned()));
+                size = size.saturating_add(name.len() + value.len() + 32);
+                if size <= limit {
+                    headers.push((name.into_owned(), value.into_owned()));
+                }
             })
             .map_err(|e| {
                 io::Error::new(
@@ -204,6 +241,19 @@ impl<T> LegacyAuthority<T> {
                     format!("malformed HPACK header block: {e:?}"),
                 )
             })?;
+        if size > limit {
+            if self.mode == Mode::Rewrite {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("header list of {size} bytes exceeds the limit of {limit}"),
+                ));
+            }
+            // h2 decodes the block itself and refuses it by its own limit.
+            self.out.unsplit(block.original);
+            self.mode = Mode::PassThrough;
+            self.decoder = loona_hpack::Decoder::new();
+            return Ok(());
+        }
         let invalid = headers
             .iter()
             .any(|(name, value)| name == b":authority" && !valid_authority(value));
@@ -395,7 +445,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1 << 20);
         client.write_all(&input).await.unwrap();
         client.shutdown().await.unwrap();
-        let mut wrapped = LegacyAuthority::new(server);
+        let mut wrapped = LegacyAuthority::new(server, 64 * 1024);
         let mut out = Vec::new();
         wrapped.read_to_end(&mut out).await.unwrap();
         let rewriting = wrapped.rewriting();
@@ -550,10 +600,43 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1 << 20);
         client.write_all(&input).await.unwrap();
         client.shutdown().await.unwrap();
-        let mut wrapped = LegacyAuthority::new(server);
+        let mut wrapped = LegacyAuthority::new(server, 16 * 1024);
         let mut out = Vec::new();
         let err = wrapped.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn blocks_over_the_limit_go_to_h2_untouched_or_end_a_rewriting_connection() {
+        let big = [b'a'; 20_000];
+        let encoded = block(&[(b":path", b"/x"), (b"x-big", &big)]);
+        let (a, b) = encoded.split_at(10);
+        let oversized = |stream| {
+            let mut frames = frame(HEADERS, 0, stream, a);
+            frames.extend(frame(CONTINUATION, END_HEADERS, stream, b));
+            frames
+        };
+        // Inspecting: the block is passed on byte for byte, for h2 to refuse.
+        let mut input = PREFACE.to_vec();
+        input.extend(oversized(1));
+        let (out, rewriting) = run_limited(input.clone(), 16 * 1024).await.unwrap();
+        assert!(!rewriting);
+        assert_eq!(out, input);
+        // Rewriting: the client's HPACK state is not h2's, so the connection ends.
+        let mut input = connection(b"/run/x.sock", 1);
+        input.extend(oversized(3));
+        let err = run_limited(input, 16 * 1024).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    async fn run_limited(input: Vec<u8>, limit: usize) -> io::Result<(Vec<u8>, bool)> {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client.write_all(&input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut wrapped = LegacyAuthority::new(server, limit);
+        let mut out = Vec::new();
+        wrapped.read_to_end(&mut out).await?;
+        Ok((out, wrapped.rewriting()))
     }
 
     #[test]

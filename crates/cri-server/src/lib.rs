@@ -24,7 +24,11 @@ pub use image::ImageService;
 pub use metrics::{LATENCY_BUCKETS, MethodStats, Metrics};
 pub use routes::{Routes, RoutesFuture};
 pub use runtime::RuntimeService;
-pub use server::{Bound, Builder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_SOCKET_MODE, Server};
+pub use server::{
+    Bound, Builder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_HEADER_LIST_SIZE,
+    DEFAULT_SOCKET_MODE, Server,
+};
 pub use stream::ResponseStream;
 
 /// The API crate this server is built on; name its types through here to stay in step.

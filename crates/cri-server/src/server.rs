@@ -10,7 +10,7 @@ use bytes::Bytes;
 use cri_api::v1::image_service_server::ImageServiceServer;
 use cri_api::v1::runtime_service_server::RuntimeServiceServer;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -31,6 +31,27 @@ pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 
 /// Default time in-flight calls get to finish after shutdown is requested.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default time a new connection has to send the HTTP/2 preface and its first frame header.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default interval of the server's HTTP/2 keep-alive PINGs.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(120);
+
+/// Default time a client has to acknowledge a keep-alive PING before its connection is closed.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Default number of calls (HTTP/2 streams) one connection may have open at once.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Default largest header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`) a call may send.
+pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
+/// Largest HTTP/2 frame payload the server accepts (`SETTINGS_MAX_FRAME_SIZE`).
+pub(crate) const MAX_FRAME_SIZE: u32 = 64 << 10;
+
+/// Bytes that end the handshake: the 24-byte client preface and a 9-byte frame header.
+const HANDSHAKE_BYTES: usize = 24 + 9;
 
 /// Configures a [`Server`]. Created by [`Server::builder`].
 ///
@@ -71,8 +92,31 @@ pub struct Builder<L = Identity> {
     max_message_size: usize,
     drain_timeout: Option<Duration>,
     legacy_authority: bool,
+    limits: Limits,
     streaming: Option<cri_streaming::Server>,
     layer: L,
+}
+
+/// Connection limits against slow, silent and greedy clients.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    handshake_timeout: Option<Duration>,
+    keepalive_interval: Option<Duration>,
+    keepalive_timeout: Duration,
+    max_concurrent_streams: u32,
+    max_header_list_size: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+        }
+    }
 }
 
 impl<L> std::fmt::Debug for Builder<L> {
@@ -85,6 +129,7 @@ impl<L> std::fmt::Debug for Builder<L> {
             .field("max_message_size", &self.max_message_size)
             .field("drain_timeout", &self.drain_timeout)
             .field("legacy_authority", &self.legacy_authority)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +144,7 @@ impl Default for Builder<Identity> {
             max_message_size: cri_api::MAX_MESSAGE_SIZE,
             drain_timeout: Some(DEFAULT_DRAIN_TIMEOUT),
             legacy_authority: true,
+            limits: Limits::default(),
             streaming: None,
             layer: Identity::new(),
         }
@@ -170,6 +216,40 @@ impl<L> Builder<L> {
         self
     }
 
+    /// How long a new connection has to send the HTTP/2 client preface and the header of its
+    /// first frame (default 10 s); a client that is silent or slower is disconnected, so that
+    /// idle sockets cannot pile up. `None` waits forever.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keep-alive: every `interval` without traffic the server sends a PING, and a
+    /// connection whose client does not answer within `timeout` is closed (defaults 120 s and
+    /// 20 s). This ends half-open connections and clients stuck in the middle of a frame.
+    /// `None` as the interval disables the PINGs.
+    pub fn keepalive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.limits.keepalive_interval = interval;
+        self.limits.keepalive_timeout = timeout;
+        self
+    }
+
+    /// How many calls one connection may have in flight (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`, default 1024). Clients queue calls beyond it; streams
+    /// opened beyond it anyway are refused (`REFUSED_STREAM`).
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.limits.max_concurrent_streams = streams;
+        self
+    }
+
+    /// Largest header list a call may send, in bytes as HTTP/2 counts them (name, value and
+    /// 32 per header; default 16 KiB). Larger header blocks are refused, and never buffered
+    /// beyond this size.
+    pub fn max_header_list_size(mut self, bytes: u32) -> Self {
+        self.limits.max_header_list_size = bytes;
+        self
+    }
+
     /// Answers `Exec`, `Attach` and `PortForward` with URLs on `server`, which runs them
     /// with its [`StreamingRuntime`](cri_streaming::StreamingRuntime): a runtime that
     /// implements that trait gets working streaming RPCs with no further code. Without a
@@ -192,6 +272,7 @@ impl<L> Builder<L> {
             max_message_size: self.max_message_size,
             drain_timeout: self.drain_timeout,
             legacy_authority: self.legacy_authority,
+            limits: self.limits,
             streaming: self.streaming,
             layer: Stack::new(layer, self.layer),
         }
@@ -238,6 +319,7 @@ impl<L> Builder<L> {
                 socket_mode: self.socket_mode,
                 drain_timeout: self.drain_timeout,
                 legacy_authority: self.legacy_authority,
+                limits: self.limits,
             },
         })
     }
@@ -248,6 +330,7 @@ struct Config {
     socket_mode: u32,
     drain_timeout: Option<Duration>,
     legacy_authority: bool,
+    limits: Limits,
 }
 
 /// A CRI server, ready to serve. See [`Server::builder`].
@@ -326,42 +409,142 @@ where
         })
     }
 
-    fn connection<IO>(
-        &self,
-        io: IO,
-        peer: Option<PeerCredentials>,
-    ) -> hyper::server::conn::http2::Connection<
-        TokioIo<MaybeLegacy<IO>>,
-        TowerToHyperService<WithPeer<S>>,
-        TokioExecutor,
-    >
+    fn connection<IO>(&self, io: IO, peer: Option<PeerCredentials>) -> Http2Connection<IO, S>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let limits = self.config.limits;
         let io = if self.config.legacy_authority {
-            MaybeLegacy::Legacy(Box::new(LegacyAuthority::new(io)))
+            MaybeLegacy::Legacy(Box::new(LegacyAuthority::new(
+                io,
+                limits.max_header_list_size as usize,
+            )))
         } else {
             MaybeLegacy::Plain(io)
         };
+        let io = Handshake::new(io, limits.handshake_timeout);
         let service = TowerToHyperService::new(WithPeer {
             inner: self.service.clone(),
             peer,
         });
-        http2_settings().serve_connection(TokioIo::new(io), service)
+        http2_settings(&limits).serve_connection(TokioIo::new(io), service)
     }
 }
 
+/// One served HTTP/2 connection: the client's bytes through the handshake deadline and the
+/// legacy-authority layer, calls through the service with the peer's credentials.
+type Http2Connection<IO, S> = hyper::server::conn::http2::Connection<
+    TokioIo<Handshake<MaybeLegacy<IO>>>,
+    TowerToHyperService<WithPeer<S>>,
+    TokioExecutor,
+>;
+
 /// HTTP/2 settings for CRI traffic: large windows so that multi-megabyte list responses and
-/// requests flow without waiting for window updates.
-fn http2_settings() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+/// requests flow without waiting for window updates, and the connection limits.
+fn http2_settings(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
+        .timer(TokioTimer::new())
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
         .max_send_buf_size(4 << 20)
-        .max_frame_size(64 << 10)
-        .max_concurrent_streams(1024);
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_size)
+        .keep_alive_interval(limits.keepalive_interval)
+        .keep_alive_timeout(limits.keepalive_timeout);
     builder
+}
+
+/// A connection that must deliver its first [`HANDSHAKE_BYTES`] bytes before a deadline;
+/// reading fails with `TimedOut` once it has passed. After that it is a plain pass-through.
+pub(crate) struct Handshake<IO> {
+    inner: IO,
+    /// Bytes still expected before the deadline stops applying.
+    missing: usize,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> Handshake<IO> {
+    fn new(inner: IO, timeout: Option<Duration>) -> Self {
+        Self {
+            inner,
+            missing: HANDSHAKE_BYTES,
+            deadline: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Handshake<IO> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(deadline) = this.deadline.as_mut() else {
+            return read;
+        };
+        match read {
+            Poll::Ready(result) => {
+                let n = buf.filled().len() - before;
+                this.missing = this.missing.saturating_sub(n);
+                if this.missing == 0 || n == 0 {
+                    this.deadline = None;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.deadline = None;
+                    tracing::debug!("a client did not finish the HTTP/2 handshake in time");
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client did not send the HTTP/2 preface in time",
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Handshake<IO> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// A server bound to its Unix socket. Created by [`Server::bind`].

@@ -38,9 +38,30 @@ pub struct Config {
     pub max_tokens: usize,
     /// How long the client has to create its streams after the upgrade (default 30 s).
     pub stream_creation_timeout: Duration,
-    /// How long a session may go without traffic before it is closed (default 4 h).
+    /// How long a session may go without traffic before it is closed (default 4 h). A
+    /// port-forward session is closed after this long without a forwarded connection.
     pub idle_timeout: Duration,
+    /// How long a client has to send a complete HTTP request head, counted from its first
+    /// byte or, on a new connection, from the accept (default 10 s). Slower or silent
+    /// clients are disconnected.
+    pub header_read_timeout: Duration,
+    /// Largest HTTP request head, in bytes (default 64 KiB, at least 8 KiB). Larger heads are
+    /// answered `431 Request Header Fields Too Large`.
+    pub max_request_head: usize,
+    /// Limits of SPDY sessions: largest control frame and inflated header block, windows.
+    pub spdy: spdy::Config,
+    /// Limits of WebSocket sessions: largest incoming message and frame, buffers.
+    pub websocket: websocket::Config,
 }
+
+/// Default of [`Config::header_read_timeout`].
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default of [`Config::max_request_head`].
+const DEFAULT_MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// hyper's smallest read buffer, the floor of [`Config::max_request_head`].
+const MIN_REQUEST_HEAD: usize = 8 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -51,6 +72,10 @@ impl Default for Config {
             max_tokens: 1000,
             stream_creation_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(4 * 3600),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_request_head: DEFAULT_MAX_REQUEST_HEAD,
+            spdy: spdy::Config::default(),
+            websocket: websocket::Config::default(),
         }
     }
 }
@@ -278,11 +303,18 @@ async fn serve<IO>(shared: Arc<Shared>, io: IO, peer: SocketAddr)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let config = &shared.config;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_request_head.max(MIN_REQUEST_HEAD))
+        .max_header_size(config.max_request_head.max(MIN_REQUEST_HEAD));
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(shared, req).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(error) = conn.await {
@@ -378,7 +410,7 @@ fn upgrade_spdy(
             }
         };
         let (conn, incoming) =
-            spdy::Connection::new(io, spdy::Role::Server, spdy::Config::default());
+            spdy::Connection::new(io, spdy::Role::Server, shared.config.spdy.clone());
         let result = match pending {
             Pending::PortForward(request) => {
                 spdy_port_forward(&shared, &conn, incoming, request).await
@@ -586,10 +618,21 @@ async fn spdy_port_forward(
         String,
         (Option<spdy::Stream>, Option<spdy::Stream>, u16),
     > = std::collections::HashMap::new();
+    // Each forwarded connection holds a clone: the session is idle when only this one is left.
+    let active = Arc::new(());
     loop {
+        // A session is checked every idle timeout: one without a running forwarded connection
+        // at that moment (half-open pairs do not count) is closed, after one to two idle
+        // timeouts.
         let next = tokio::select! {
             next = incoming.next() => next,
             () = conn.closed() => None,
+            () = tokio::time::sleep(shared.config.idle_timeout) => {
+                if Arc::strong_count(&active) == 1 {
+                    return Err("port-forward session idle for too long".into());
+                }
+                continue;
+            }
         };
         let Some(candidate) = next else { return Ok(()) };
         let header = |name: &str| {
@@ -639,7 +682,9 @@ async fn spdy_port_forward(
             let shared = shared.clone();
             let sandbox = request.pod_sandbox_id.clone();
             let allowed = port_allowed(&request, port);
+            let active = active.clone();
             tokio::spawn(async move {
+                let _active = active;
                 let result = if allowed {
                     shared
                         .runtime
@@ -695,7 +740,7 @@ fn upgrade_websocket(
                 return;
             }
         };
-        let socket = websocket::server(io, protocol, websocket::Config::default()).await;
+        let socket = websocket::server(io, protocol, shared.config.websocket).await;
         match pending {
             Pending::PortForward(request) => {
                 ws_port_forward(&shared, socket, request, query_ports).await

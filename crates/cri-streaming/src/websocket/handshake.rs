@@ -21,7 +21,7 @@ pub async fn server<S>(io: S, protocol: Protocol, config: Config) -> ChannelSock
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config.protocol())).await;
     ChannelSocket::new(ws, protocol, config)
 }
 
@@ -107,7 +107,8 @@ where
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_str(&offer).map_err(|_| Error::NoProtocols)?,
     );
-    let (ws, response) = tokio_tungstenite::client_async(request, io).await?;
+    let (ws, response) =
+        tokio_tungstenite::client_async_with_config(request, io, Some(config.protocol())).await?;
     let selected = response
         .headers()
         .get(SEC_WEBSOCKET_PROTOCOL)

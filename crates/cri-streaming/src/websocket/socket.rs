@@ -28,6 +28,10 @@ pub struct Config {
     /// WebSocket (a single message may take it past the bound once). Default 1 MiB. Zero is
     /// treated as one.
     pub read_buffer: usize,
+    /// Largest incoming message (and frame), in bytes: a peer that announces a larger one
+    /// has its connection closed before the payload is read. Default 1 MiB (peers send
+    /// 32 KiB messages or less). Zero is treated as one.
+    pub max_incoming: usize,
 }
 
 impl Config {
@@ -36,7 +40,22 @@ impl Config {
         Config {
             max_message: 32 * 1024,
             read_buffer: 1024 * 1024,
+            max_incoming: 1024 * 1024,
         }
+    }
+
+    /// Sets [`Config::max_incoming`].
+    pub const fn with_max_incoming(mut self, bytes: usize) -> Config {
+        self.max_incoming = bytes;
+        self
+    }
+
+    /// The WebSocket library's limits for incoming messages and frames.
+    pub(super) fn protocol(self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        let max = Some(self.max_incoming.max(1));
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(max)
+            .max_frame_size(max)
     }
 
     /// Sets [`Config::max_message`].
@@ -62,6 +81,11 @@ impl Config {
                 1
             } else {
                 self.read_buffer
+            },
+            max_incoming: if self.max_incoming == 0 {
+                1
+            } else {
+                self.max_incoming
             },
         }
     }
