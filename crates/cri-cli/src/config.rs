@@ -197,7 +197,8 @@ pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String
             _ => return Err(invalid()),
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * scale).map_err(|_| invalid())?;
+        let part = Duration::try_from_secs_f64(number * scale).map_err(|_| invalid())?;
+        total = total.checked_add(part).ok_or_else(invalid)?;
     }
     Ok(total)
 }
@@ -257,6 +258,16 @@ mod tests {
         for bad in ["", "s", "10x", "-1", "1m-", "abc"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Found by fuzzing (fuzz target `cli_parsers`): parts that fit a `Duration` one by one
+    /// but not summed overflowed the addition and panicked.
+    #[test]
+    fn durations_too_long_in_sum_are_errors() {
+        let max = "18446744073709551615s";
+        assert!(parse_duration("10000000000000000000s10000000000000000000s").is_err());
+        assert!(parse_duration(&format!("{max}1s")).is_err());
+        assert!(parse_duration("5124095576030431h1h").is_err());
     }
 
     #[test]

@@ -4,6 +4,10 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+/// Internal: entry points for the fuzz targets (`fuzz/`), no stability promise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod output;
 mod terminal;
 

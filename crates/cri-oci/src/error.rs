@@ -74,6 +74,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An image goes over a bound of the store's [`UnpackLimits`](crate::image::UnpackLimits):
+    /// more bytes or tar entries than one pull, import or root filesystem may write.
+    #[error("limit exceeded by {digest}: {reason}")]
+    LimitExceeded {
+        /// The digest of the blob (or the image) that went over.
+        digest: String,
+        /// Which limit, and by how much.
+        reason: String,
+    },
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -112,6 +121,7 @@ impl Error {
             // The kubelet reads these from the message prefix; the code stays Unknown as in
             // the Go runtimes.
             Self::RegistryUnavailable(_) | Self::RecursiveReadOnlyUnsupported(_) => Code::Unknown,
+            Self::LimitExceeded { .. } => Code::ResourceExhausted,
             Self::Corrupt { .. } | Self::Io { .. } => Code::Internal,
         }
     }
@@ -148,6 +158,21 @@ mod tests {
         assert_eq!(status.code(), Code::Unknown);
         assert!(
             status.message().starts_with("RegistryUnavailable: "),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn limits_are_resource_exhausted() {
+        let status = Error::LimitExceeded {
+            digest: "sha256:00".into(),
+            reason: "more than 10 tar entries".into(),
+        }
+        .to_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status.message().contains("10 tar entries"),
             "{}",
             status.message()
         );

@@ -6,3 +6,8 @@ pub mod log;
 pub mod spec;
 
 pub use error::{Error, Result};
+
+/// Internal: entry points for the fuzz targets (`fuzz/`), no stability promise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use image::fuzzing;

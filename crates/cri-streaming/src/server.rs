@@ -730,6 +730,23 @@ fn upgrade_websocket(
         .filter_map(|kv| kv.strip_prefix("port="))
         .filter_map(|p| p.parse().ok())
         .collect();
+    if let Pending::PortForward(request) = &pending {
+        // Two channels per port in a one-byte channel space.
+        let count = if request.port.is_empty() {
+            query_ports.len()
+        } else {
+            request.port.len()
+        };
+        if count > websocket::portforward::MAX_PORTS {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "{count} ports to forward: a WebSocket session carries at most {}",
+                    websocket::portforward::MAX_PORTS
+                ),
+            );
+        }
+    }
     let offered_name = protocol.name_for(&offered);
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -839,8 +856,10 @@ async fn ws_port_forward(
     };
     let mut tasks = Vec::new();
     for (i, port) in ports.into_iter().enumerate() {
-        let Ok(index) = u8::try_from(i) else { break };
-        let (data_ch, error_ch) = (index * 2, index * 2 + 1);
+        let Some(channels) = websocket::portforward::channels(i) else {
+            break; // refused before the upgrade
+        };
+        let (data_ch, error_ch) = (channels.data, channels.error);
         let mut data_writer = socket.writer(data_ch);
         let mut error_writer = socket.writer(error_ch);
         let data_reader = socket.reader(data_ch);

@@ -27,6 +27,8 @@ pub(crate) fn import(store: &Store, tar: &Path) -> Result<Vec<Image>> {
         fs::File::open(tar).map_err(|e| Error::io(format!("opening {}", tar.display()), e))?;
     let mut archive = tar::Archive::new(io::BufReader::with_capacity(256 * 1024, file));
     let mut lease = store.lease([]);
+    // Bytes of blobs this import stored, bounded by the store's limit.
+    let mut stored = 0u64;
     let mut index_json = None;
     let mut saw_layout = false;
     let mut docker_manifest = false;
@@ -68,7 +70,8 @@ pub(crate) fn import(store: &Store, tar: &Path) -> Result<Vec<Image>> {
                     manifest::check_sha256(&digest)?;
                     lease.extend([digest.as_str()]);
                     if !store.has_blob(&digest) {
-                        store_blob(store, &mut entry, &digest)?;
+                        let left = store.limits().max_bytes.saturating_sub(stored);
+                        stored += store_blob(store, &mut entry, &digest, left)?;
                         fresh.insert(digest);
                     }
                 }
@@ -130,8 +133,24 @@ fn clean(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Copies a blob out of the archive into the store, verifying its digest.
-fn store_blob(store: &Store, entry: &mut impl Read, digest: &str) -> Result<()> {
+/// Copies a blob out of the archive into the store, verifying its digest; a blob over
+/// `max_bytes` is [`Error::LimitExceeded`] (nothing written). Returns its size.
+fn store_blob(
+    store: &Store,
+    entry: &mut tar::Entry<'_, impl Read>,
+    digest: &str,
+    max_bytes: u64,
+) -> Result<u64> {
+    if entry.size() > max_bytes {
+        return Err(Error::LimitExceeded {
+            digest: digest.to_string(),
+            reason: format!(
+                "the archive's blob of {} bytes takes the import over the limit of {} bytes",
+                entry.size(),
+                store.limits().max_bytes
+            ),
+        });
+    }
     let tmp = TempPath::new(store.temp_path("import"));
     let file = fs::File::create(tmp.path())
         .map_err(|e| Error::io(format!("creating {}", tmp.path().display()), e))?;
@@ -140,7 +159,7 @@ fn store_blob(store: &Store, entry: &mut impl Read, digest: &str) -> Result<()> 
         digest: digest.to_string(),
         reason: format!("reading the blob from the archive: {e}"),
     })?;
-    let (buffered, actual, _) = writer.finish();
+    let (buffered, actual, size) = writer.finish();
     let file = buffered
         .into_inner()
         .map_err(|e| Error::io(format!("writing {}", tmp.path().display()), e.into_error()))?;
@@ -154,7 +173,7 @@ fn store_blob(store: &Store, entry: &mut impl Read, digest: &str) -> Result<()> 
     }
     store.commit_blob(tmp.path(), digest)?;
     tmp.keep();
-    Ok(())
+    Ok(size)
 }
 
 /// The name an index entry gives its image, if it gives one.
@@ -236,6 +255,7 @@ fn resolve_entry(
                 &layer.media_type,
                 &layer.digest,
                 diff_id,
+                store.limits().max_bytes,
             )?;
         } else {
             manifest::layer_compression(&layer.media_type, &layer.digest)?;

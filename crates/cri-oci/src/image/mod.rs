@@ -28,8 +28,20 @@
 //! | connection refused, DNS, timeout, HTTP 5xx/429 | [`RegistryUnavailable`](crate::Error::RegistryUnavailable) (kubelet reason prefix) |
 //! | HTTP 401/403, refused token | [`Unauthorized`](crate::Error::Unauthorized) |
 //! | HTTP 404, unknown manifest/name, no manifest for the platform | [`NotInRegistry`](crate::Error::NotInRegistry) |
-//! | content not matching its digest, size or diff id; malformed JSON | [`Corrupt`](crate::Error::Corrupt) |
+//! | content not matching its digest, size or diff id; malformed JSON; a manifest or config over 8 MiB | [`Corrupt`](crate::Error::Corrupt) |
+//! | declared blob sizes, or a layer's uncompressed size, over [`UnpackLimits::max_bytes`] | [`LimitExceeded`](crate::Error::LimitExceeded) (`ResourceExhausted`) |
 //! | schema 1 manifests, zstd layers, non-image artifacts | [`Unsupported`](crate::Error::Unsupported) |
+//!
+//! # Hostile images
+//!
+//! Layer entries stay inside the root filesystem: absolute names, `..` and symlinks climbing
+//! out of it (followed as the container would see them, chains included) are
+//! [`Corrupt`](crate::Error::Corrupt); hard links only reach files of the same root; an entry
+//! replaces whatever was at its path rather than writing through it. What one pull, import
+//! or rootfs may write is bounded by the store's [`UnpackLimits`] (bytes, tar entries, and
+//! what device nodes become), set with [`Store::open_with_limits`]. A refused rootfs or
+//! layer is removed; a refused pull stores no layer. `docs/reliability.md` lists every attack
+//! with its test.
 //!
 //! # Sizes and digests
 //!
@@ -42,6 +54,10 @@ mod archive;
 mod config;
 mod cri;
 mod fsutil;
+/// Internal: entry points for the fuzz targets (`fuzz/`), no stability promise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod manifest;
 mod pull;
 mod reference;
@@ -53,6 +69,7 @@ pub use config::{Endpoint, Platform, RegistryConfig};
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference};
 pub use rootfs::{Rootfs, RootfsKind, RootfsMode, cleanup_rootfs};
 pub use store::{GcStats, Store, Usage};
+pub use unpack::{DeviceNodes, UnpackLimits};
 
 /// A stored image.
 #[derive(Clone, Debug)]

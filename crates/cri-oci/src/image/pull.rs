@@ -199,15 +199,11 @@ async fn pull_from(
             RegistryAuth::Bearer(exchange_identity_token(reference, endpoint, token, config).await?)
         }
     };
-    let fail = |e: OciDistributionError| map_error(e, &name, endpoint);
 
     // Resolve the reference to one image manifest, through indexes.
     let top = client_reference(reference, endpoint, None);
-    let (bytes, _) = client
-        .pull_manifest_raw(&top, &auth, ACCEPTED_MANIFESTS)
-        .await
-        .map_err(fail)?;
-    let bytes = bytes.to_vec();
+    let manifests = ManifestFetcher::new(&client, &top, &auth, endpoint, config, &name).await?;
+    let bytes = manifests.fetch(&top).await?;
     check_document(&bytes, reference.digest(), &name)?;
     let top_digest = sha256_digest(&bytes);
     let mut indexes: Vec<(String, Vec<u8>)> = Vec::new();
@@ -225,11 +221,7 @@ async fn pull_from(
                 let entry = manifest::select_platform(&entries, &config.platform, &name)?;
                 indexes.push((digest, bytes));
                 let r = client_reference(reference, endpoint, Some(&entry.digest));
-                let (next, _) = client
-                    .pull_manifest_raw(&r, &auth, ACCEPTED_MANIFESTS)
-                    .await
-                    .map_err(fail)?;
-                let next = next.to_vec();
+                let next = manifests.fetch(&r).await?;
                 check_document(&next, Some(&entry.digest), &name)?;
                 digest = entry.digest;
                 bytes = next;
@@ -246,6 +238,19 @@ async fn pull_from(
         .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string());
     for layer in &layers {
         manifest::layer_compression(&layer.media_type, &layer.digest)?;
+    }
+    // Nothing is downloaded for an image bigger than the store allows.
+    let max_bytes = store.limits().max_bytes;
+    let declared = layers.iter().try_fold(config_desc.size()?, |sum, layer| {
+        Ok::<_, Error>(sum.saturating_add(layer.size()?))
+    })?;
+    if declared > max_bytes {
+        return Err(Error::LimitExceeded {
+            digest: digest.clone(),
+            reason: format!(
+                "the manifest declares {declared} bytes of config and layers, over the limit of {max_bytes} bytes"
+            ),
+        });
     }
 
     // From here on the GC leaves these blobs alone until the image is recorded.
@@ -320,6 +325,158 @@ async fn pull_from(
     drop(lease);
     tracing::info!(image = %name, id = %image.id, endpoint = %endpoint, "pulled");
     Ok(image)
+}
+
+/// Fetches manifests with a bounded read: `oci-client` reads a whole response into memory
+/// before anything can look at its size, so a registry could make a pull buffer an endless
+/// body. Auth comes from `oci-client` (its challenge flow and token cache, which its blob
+/// downloads share); errors map as its own would.
+struct ManifestFetcher<'a> {
+    http: reqwest::Client,
+    endpoint: &'a Endpoint,
+    auth: &'a RegistryAuth,
+    /// The Bearer token of the challenge flow, when the registry asked for one.
+    token: Option<String>,
+    name: &'a str,
+}
+
+/// Error bodies are read up to this many bytes (for the message).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+impl<'a> ManifestFetcher<'a> {
+    async fn new(
+        client: &oci_client::Client,
+        image: &oci_client::Reference,
+        auth: &'a RegistryAuth,
+        endpoint: &'a Endpoint,
+        config: &RegistryConfig,
+        name: &'a str,
+    ) -> Result<Self> {
+        let mut builder = reqwest::Client::builder().user_agent(USER_AGENT);
+        if !config.timeout.is_zero() {
+            builder = builder
+                .connect_timeout(config.timeout)
+                .read_timeout(config.timeout);
+        }
+        let http = builder.build().map_err(|e| {
+            Error::RegistryUnavailable(format!("{endpoint}: building the HTTP client: {e}"))
+        })?;
+        let token = client
+            .auth(image, auth, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(|e| map_error(e, name, endpoint))?;
+        Ok(Self {
+            http,
+            endpoint,
+            auth,
+            token,
+            name,
+        })
+    }
+
+    /// The manifest `image` names, at most [`MAX_DOCUMENT_SIZE`] bytes (more is
+    /// [`Error::Corrupt`], read no further).
+    async fn fetch(&self, image: &oci_client::Reference) -> Result<Vec<u8>> {
+        let endpoint = self.endpoint;
+        let unavailable = |e: &dyn std::error::Error| {
+            Error::RegistryUnavailable(format!("{endpoint}: {}", chain(e)))
+        };
+        let scheme = if endpoint.plain_http { "http" } else { "https" };
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{}",
+            image.resolve_registry(),
+            image.repository(),
+            image
+                .digest()
+                .or(image.tag())
+                .unwrap_or(super::reference::DEFAULT_TAG)
+        );
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, ACCEPTED_MANIFESTS.join(", "));
+        request = match (&self.token, self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, pass)) => request.basic_auth(user, Some(pass)),
+            (None, _) => request,
+        };
+        let mut response = request.send().await.map_err(|e| unavailable(&e))?;
+        let status = response.status();
+        let header_digest = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let cap = if status.is_success() {
+            MAX_DOCUMENT_SIZE as usize
+        } else {
+            MAX_ERROR_BODY
+        };
+        let too_large = |size: u64| Error::Corrupt {
+            digest: image.digest().unwrap_or(self.name).to_string(),
+            reason: format!(
+                "{endpoint}: manifest of {size} bytes or more is too large (the limit is {MAX_DOCUMENT_SIZE})"
+            ),
+        };
+        if status.is_success()
+            && let Some(length) = response.content_length()
+            && length > MAX_DOCUMENT_SIZE
+        {
+            return Err(too_large(length));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(&e))? {
+            let room = cap - body.len();
+            if chunk.len() > room {
+                if status.is_success() {
+                    return Err(too_large((body.len() + chunk.len()) as u64));
+                }
+                body.extend_from_slice(&chunk[..room]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(map_error(
+                status_error(status, &body, &url),
+                self.name,
+                endpoint,
+            ));
+        }
+        // The registry's own digest header, when it sends a sha256 one, must match too.
+        if let Some(header) = header_digest.filter(|d| d.starts_with("sha256:")) {
+            let actual = sha256_digest(&body);
+            if actual != header {
+                return Err(Error::Corrupt {
+                    digest: header,
+                    reason: format!("{endpoint}: the registry sent a manifest hashing to {actual}"),
+                });
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// An HTTP error answer as `oci-client` reports it.
+fn status_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError {
+            url: url.to_string(),
+        };
+    }
+    if status.is_client_error()
+        && let Ok(envelope) = serde_json::from_slice::<oci_client::errors::OciEnvelope>(body)
+    {
+        return OciDistributionError::RegistryError {
+            envelope,
+            url: url.to_string(),
+        };
+    }
+    OciDistributionError::ServerError {
+        code: status.as_u16(),
+        url: url.to_string(),
+        message: String::from_utf8_lossy(body).into_owned(),
+    }
 }
 
 /// Checks a fetched manifest against the digest it was asked by, if any.
@@ -447,8 +604,9 @@ async fn fetch_layer(
         layer.digest.clone(),
         diff_id.to_string(),
     );
+    let max_bytes = store.limits().max_bytes;
     tokio::task::spawn_blocking(move || {
-        unpack::verify_diff_id(&path, &media_type, &digest, &diff_id)
+        unpack::verify_diff_id(&path, &media_type, &digest, &diff_id, max_bytes)
     })
     .await
     .map_err(|e| Error::io("verifying a layer", std::io::Error::other(e)))??;

@@ -16,7 +16,7 @@ use super::fsutil::{
     TempPath, create_dir_all, read_dir_names, remove_tree, sha256_digest, write_atomic,
 };
 use super::store::{Record, Store};
-use super::unpack::{Unpacker, Whiteouts};
+use super::unpack::{Spent, Unpacker, Whiteouts};
 use crate::{Error, Result};
 
 /// The longest mount option string the kernel takes (one page, less the terminator).
@@ -218,7 +218,8 @@ fn copy(store: &Store, record: &Record, target: &Path, privileged: bool) -> Resu
             store_ref: None,
         })?,
     )?;
-    let mut unpacker = Unpacker::new(target, Whiteouts::Apply, privileged)?;
+    let mut unpacker = Unpacker::new(target, Whiteouts::Apply, privileged)?
+        .with_limits(store.limits(), Spent::default());
     for layer in &record.layers {
         unpacker.apply_blob(
             &store.blob_path(&layer.blob.digest),
@@ -239,8 +240,10 @@ fn overlay(store: &Store, record: &Record, target: &Path) -> Result<()> {
     let mut lease = store.lease(record.layers.iter().map(|l| l.blob.digest.as_str()));
     lease.extend(record.layers.iter().map(|l| l.diff_id.as_str()));
     let mut lower = Vec::new();
+    // One budget for all the layers this rootfs unpacks.
+    let mut spent = Spent::default();
     for layer in record.layers.iter().rev() {
-        lower.push(unpacked_layer(store, layer)?);
+        lower.push(unpacked_layer(store, layer, &mut spent)?);
     }
 
     let upper = sibling(target, ".upper");
@@ -326,19 +329,26 @@ fn marker_bytes(marker: &Marker) -> Result<Vec<u8>> {
 }
 
 /// The layer unpacked in overlay form under `layers/`, unpacking it first when needed.
-fn unpacked_layer(store: &Store, layer: &super::store::LayerRecord) -> Result<PathBuf> {
+/// A half-unpacked layer is removed (it never gets its final name).
+fn unpacked_layer(
+    store: &Store,
+    layer: &super::store::LayerRecord,
+    spent: &mut Spent,
+) -> Result<PathBuf> {
     let dir = store.layer_dir(&layer.diff_id);
     if dir.is_dir() {
         return Ok(dir);
     }
     let tmp = TempPath::new(store.temp_path("layer"));
-    let mut unpacker = Unpacker::new(tmp.path(), Whiteouts::Overlay, true)?;
+    let mut unpacker =
+        Unpacker::new(tmp.path(), Whiteouts::Overlay, true)?.with_limits(store.limits(), *spent);
     unpacker.apply_blob(
         &store.blob_path(&layer.blob.digest),
         &layer.blob.media_type,
         &layer.blob.digest,
         &layer.diff_id,
     )?;
+    *spent = unpacker.spent();
     unpacker.finish()?;
     match fs::rename(tmp.path(), &dir) {
         Ok(()) => tmp.keep(),

@@ -28,6 +28,7 @@ use super::fsutil::{self, create_dir_all, read_dir_names, remove_tree, write_ato
 use super::manifest::Descriptor;
 use super::reference::Reference;
 use super::rootfs::{self, Rootfs, RootfsMode};
+use super::unpack::UnpackLimits;
 use super::{Image, RegistryConfig};
 use crate::{Error, Result};
 
@@ -60,6 +61,7 @@ impl std::fmt::Debug for Store {
 
 struct Inner {
     root: PathBuf,
+    limits: UnpackLimits,
     state: Mutex<State>,
     /// Per-digest locks held while a blob downloads, so concurrent pulls fetch it once.
     downloads: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
@@ -216,6 +218,25 @@ impl Store {
     /// Leftovers of interrupted operations under `root/tmp` are removed. Images with a missing
     /// blob or an unreadable config are dropped with a warning rather than failing the open.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with_limits(root, UnpackLimits::default())
+    }
+
+    /// [`Store::open`] with `limits` on what each pull, import and root filesystem may write
+    /// (see [`UnpackLimits`]; [`Store::open`] uses its defaults).
+    ///
+    /// ```
+    /// use cri_oci::image::{DeviceNodes, Store, UnpackLimits};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let limits = UnpackLimits {
+    ///     max_bytes: 1 << 30,
+    ///     devices: DeviceNodes::Refuse,
+    ///     ..UnpackLimits::default()
+    /// };
+    /// let store = Store::open_with_limits(dir.path(), limits.clone()).unwrap();
+    /// assert_eq!(store.limits(), &limits);
+    /// ```
+    pub fn open_with_limits(root: impl Into<PathBuf>, limits: UnpackLimits) -> Result<Self> {
         let root = root.into();
         for dir in ["blobs/sha256", "layers", "rootfs", "tmp"] {
             create_dir_all(&root.join(dir))?;
@@ -226,6 +247,7 @@ impl Store {
         let store = Self {
             inner: Arc::new(Inner {
                 root,
+                limits,
                 state: Mutex::new(State::default()),
                 downloads: Mutex::new(HashMap::new()),
                 leases: Mutex::new(HashMap::new()),
@@ -275,6 +297,11 @@ impl Store {
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// The bounds on what each pull, import and root filesystem of this store may write.
+    pub fn limits(&self) -> &UnpackLimits {
+        &self.inner.limits
     }
 
     /// Pulls `reference` from its registry (or a mirror) and records it; the image is

@@ -14,7 +14,11 @@
 //! see them (absolute targets from the target's root), and one that climbs out of it is
 //! [`Error::Corrupt`] too. Modes, mtimes and symlinks are always kept; ownership, device nodes
 //! and xattrs need root (xattrs are best effort; `trusted.overlay.*` ones from a tar are
-//! dropped, as they would steer overlayfs).
+//! dropped, as they would steer overlayfs). Device nodes follow [`DeviceNodes`].
+//!
+//! What one unpacker writes is bounded by its [`UnpackLimits`]: the uncompressed tar bytes it
+//! reads, the file content it writes (a sparse file counts at its full size) and the entries
+//! it applies; going over is [`Error::LimitExceeded`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
@@ -23,6 +27,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
@@ -45,6 +51,88 @@ const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// More symlinks than this on the way to one entry is a loop.
 const MAX_SYMLINKS: usize = 40;
 
+/// Bounds on what one image may make a [`Store`](super::Store) write, and what becomes of the
+/// device nodes in its layers. Set with [`Store::open_with_limits`](super::Store::open_with_limits).
+///
+/// The defaults stop hostile images (decompression bombs, sparse files declaring terabytes,
+/// millions of empty files) long before a disk or inode table fills, and are far above what
+/// real images need: the largest mainstream images (CUDA and ML framework images) unpack to
+/// 10 to 25 GiB and a few hundred thousand files.
+///
+/// ```
+/// use cri_oci::image::{DeviceNodes, UnpackLimits};
+///
+/// let limits = UnpackLimits::default();
+/// assert_eq!(limits.max_bytes, 64 << 30);
+/// assert_eq!(limits.max_entries, 1_000_000);
+/// assert_eq!(limits.devices, DeviceNodes::CreateWhenRoot);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// Bytes. A pull refuses, before downloading anything, an image whose config and
+    /// compressed layers add up to more (as its manifest declares them; a registry sending
+    /// more than declared is [`Error::Corrupt`]); an import stops when the blobs it stores add
+    /// up to more. Either refuses a layer whose uncompressed tar is larger (a decompression
+    /// bomb stops there, and its blob is not stored). [`Store::prepare_rootfs`] stops when the
+    /// uncompressed layers it applies, or the file content it writes (a sparse file counted at
+    /// its full size), add up to more.
+    ///
+    /// Default [`UnpackLimits::DEFAULT_MAX_BYTES`]: 64 GiB.
+    ///
+    /// [`Store::prepare_rootfs`]: super::Store::prepare_rootfs
+    pub max_bytes: u64,
+    /// Tar entries (files, directories, links, whiteouts, devices...) one
+    /// [`Store::prepare_rootfs`] applies, over all the layers it unpacks (with an overlay
+    /// rootfs, layers unpacked for an earlier container cost nothing).
+    ///
+    /// Default [`UnpackLimits::DEFAULT_MAX_ENTRIES`]: one million.
+    ///
+    /// [`Store::prepare_rootfs`]: super::Store::prepare_rootfs
+    pub max_entries: u64,
+    /// What character and block devices in layers become. Default
+    /// [`DeviceNodes::CreateWhenRoot`].
+    pub devices: DeviceNodes,
+}
+
+impl UnpackLimits {
+    /// The default [`max_bytes`](Self::max_bytes): 64 GiB, over twice the largest
+    /// mainstream images, and a bound a store's disk can be sized for.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 << 30;
+    /// The default [`max_entries`](Self::max_entries): one million, a few times the file
+    /// count of the largest mainstream images; a million inodes is a few hundred MiB of
+    /// filesystem metadata.
+    pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+            devices: DeviceNodes::default(),
+        }
+    }
+}
+
+/// What a character or block device node in a layer becomes.
+///
+/// A device node in a container's root filesystem lets whoever may open it reach that
+/// device (a `0666` node of the host's disk is the host's disk), unless the runtime's device
+/// cgroup denies it; on a copy rootfs it also exists on the host. Images rarely need their
+/// own (runtimes mount `/dev`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceNodes {
+    /// Created when this process runs as root and the kernel lets it (`CAP_MKNOD` in the
+    /// initial user namespace); skipped otherwise, with a log line. What docker and containerd
+    /// do.
+    #[default]
+    CreateWhenRoot,
+    /// Never created: the entry is skipped, the rest of the layer applies.
+    Skip,
+    /// A layer holding one is refused with [`Error::Corrupt`].
+    Refuse,
+}
+
 /// Mode and mtime of a directory, applied once everything inside it is written.
 struct DirMeta {
     mode: u32,
@@ -62,6 +150,20 @@ pub(crate) struct Unpacker {
     written: HashSet<PathBuf>,
     /// The digest of the layer being applied, for errors.
     layer: String,
+    limits: UnpackLimits,
+    spent: Spent,
+}
+
+/// What an unpacker has used of its [`UnpackLimits`], carried from one unpacker to the next
+/// when one operation uses several (an overlay rootfs unpacks each layer on its own).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Spent {
+    /// Uncompressed tar bytes read.
+    stream_bytes: u64,
+    /// File content written.
+    file_bytes: u64,
+    /// Tar entries applied.
+    entries: u64,
 }
 
 impl Unpacker {
@@ -80,7 +182,42 @@ impl Unpacker {
             dirs: BTreeMap::new(),
             written: HashSet::new(),
             layer: String::new(),
+            limits: UnpackLimits::default(),
+            spent: Spent::default(),
         })
+    }
+
+    /// The same unpacker, bounded by `limits` rather than the defaults, with `spent` of them
+    /// already used.
+    pub(crate) fn with_limits(mut self, limits: &UnpackLimits, spent: Spent) -> Self {
+        self.limits = limits.clone();
+        self.spent = spent;
+        self
+    }
+
+    /// What this unpacker has used of its limits so far.
+    pub(crate) fn spent(&self) -> Spent {
+        self.spent
+    }
+
+    /// A reader of `reader` that stops this unpacker's byte budget from being overrun.
+    fn bounded<R: Read>(&self, reader: R) -> Bounded<R> {
+        Bounded::new(
+            reader,
+            self.limits
+                .max_bytes
+                .saturating_sub(self.spent.stream_bytes),
+        )
+    }
+
+    fn over_bytes(&self, digest: &str) -> Error {
+        limit_exceeded(
+            digest,
+            format!(
+                "the uncompressed layers take more than the limit of {} bytes",
+                self.limits.max_bytes
+            ),
+        )
     }
 
     /// Applies the layer blob at `blob` (`media_type` says how it is compressed) and checks
@@ -93,11 +230,19 @@ impl Unpacker {
         diff_id: &str,
     ) -> Result<()> {
         let reader = open_layer(blob, media_type, digest)?;
-        let mut hashing = HashingReader::new(reader);
-        self.apply(&mut hashing, digest)?;
-        let (actual, _) = hashing
-            .finish()
-            .map_err(|e| corrupt(digest, format!("reading the layer: {e}")))?;
+        let bounded = self.bounded(reader);
+        let tripped = bounded.tripped.clone();
+        let hashing = HashingReader::new(bounded);
+        let result = self.apply_entries(hashing, digest).and_then(|hashing| {
+            hashing
+                .finish()
+                .map_err(|e| corrupt(digest, format!("reading the layer: {e}")))
+        });
+        if tripped.load(Ordering::Relaxed) {
+            return Err(self.over_bytes(digest));
+        }
+        let (actual, count) = result?;
+        self.spent.stream_bytes += count;
         if actual != diff_id {
             return Err(corrupt(
                 digest,
@@ -107,8 +252,22 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Applies one layer tar.
+    /// Applies one layer tar (the fuzz targets' entry; the store goes through the callers
+    /// that verify digests first).
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub(crate) fn apply(&mut self, reader: impl Read, layer: &str) -> Result<()> {
+        let bounded = self.bounded(reader);
+        let tripped = bounded.tripped.clone();
+        let result = self.apply_entries(bounded, layer);
+        if tripped.load(Ordering::Relaxed) {
+            return Err(self.over_bytes(layer));
+        }
+        self.spent.stream_bytes += result?.read;
+        Ok(())
+    }
+
+    /// Applies the entries of one layer tar; the reader is handed back.
+    fn apply_entries<R: Read>(&mut self, reader: R, layer: &str) -> Result<R> {
         self.layer = layer.to_string();
         self.written.clear();
         let mut archive = tar::Archive::new(reader);
@@ -119,13 +278,17 @@ impl Unpacker {
             let mut entry = entry.map_err(|e| corrupt(layer, format!("bad tar entry: {e}")))?;
             self.entry(&mut entry)?;
         }
-        Ok(())
+        Ok(archive.into_inner())
     }
 
     /// Sets the modes and mtimes of the directories written, deepest first.
     pub(crate) fn finish(self) -> Result<()> {
         for (rel, meta) in self.dirs.iter().rev() {
             let path = self.root.join(rel);
+            // Only real directories: never a mode through a symlink.
+            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
             fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode))
                 .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
             set_mtime(&path, meta.mtime);
@@ -134,6 +297,16 @@ impl Unpacker {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        self.spent.entries += 1;
+        if self.spent.entries > self.limits.max_entries {
+            return Err(limit_exceeded(
+                &self.layer,
+                format!(
+                    "the layers hold more than the limit of {} tar entries",
+                    self.limits.max_entries
+                ),
+            ));
+        }
         let raw = entry.path_bytes().into_owned();
         let rel = self.clean_name(&raw)?;
         let kind = entry.header().entry_type();
@@ -188,6 +361,19 @@ impl Unpacker {
                 );
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                // The size the file will have (a sparse file's full size): refused before
+                // anything is written when it would take the content over the limit.
+                let size = entry.size();
+                if size > self.limits.max_bytes.saturating_sub(self.spent.file_bytes) {
+                    return Err(limit_exceeded(
+                        &self.layer,
+                        format!(
+                            "{} is {size} bytes, which takes the content written over the limit of {} bytes",
+                            rel.display(),
+                            self.limits.max_bytes
+                        ),
+                    ));
+                }
                 self.remove(&rel)?;
                 let mut file = fs::OpenOptions::new()
                     .write(true)
@@ -195,7 +381,7 @@ impl Unpacker {
                     .mode(0o600)
                     .open(&path)
                     .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-                io::copy(entry, &mut file).map_err(|e| {
+                let copied = io::copy(entry, &mut file).map_err(|e| {
                     if e.kind() == io::ErrorKind::UnexpectedEof
                         || e.kind() == io::ErrorKind::InvalidData
                     {
@@ -204,6 +390,7 @@ impl Unpacker {
                         Error::io(format!("writing {}", path.display()), e)
                     }
                 })?;
+                self.spent.file_bytes += copied;
                 drop(file);
                 self.chown(&path, &meta);
                 fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode))
@@ -221,6 +408,12 @@ impl Unpacker {
                         )
                     })?
                     .into_owned();
+                if target.is_empty() || target.contains(&0) {
+                    return Err(corrupt(
+                        &self.layer,
+                        format!("symlink {} with a bad target {target:?}", rel.display()),
+                    ));
+                }
                 self.remove(&rel)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
                     .map_err(|e| Error::io(format!("symlink {}", path.display()), e))?;
@@ -272,8 +465,21 @@ impl Unpacker {
                 }
             }
             tar::EntryType::Char | tar::EntryType::Block => {
-                if !self.privileged {
-                    tracing::debug!(path = %rel.display(), "skipping a device node: not root");
+                let create = match self.limits.devices {
+                    DeviceNodes::Refuse => {
+                        return Err(corrupt(
+                            &self.layer,
+                            format!(
+                                "device node {} in a layer, refused (DeviceNodes::Refuse)",
+                                rel.display()
+                            ),
+                        ));
+                    }
+                    DeviceNodes::Skip => false,
+                    DeviceNodes::CreateWhenRoot => self.privileged,
+                };
+                if !create {
+                    tracing::debug!(path = %rel.display(), policy = ?self.limits.devices, privileged = self.privileged, "skipping a device node");
                     return Ok(());
                 }
                 self.remove(&rel)?;
@@ -284,14 +490,23 @@ impl Unpacker {
                 } else {
                     FileType::BlockDevice
                 };
-                rustix::fs::mknodat(
+                match rustix::fs::mknodat(
                     CWD,
                     &path,
                     file_type,
                     Mode::from_raw_mode(meta.mode),
                     rustix::fs::makedev(major, minor),
-                )
-                .map_err(|e| Error::io(format!("mknod {}", path.display()), e.into()))?;
+                ) {
+                    Ok(()) => {}
+                    // Root without CAP_MKNOD (a user namespace, a dropped capability).
+                    Err(rustix::io::Errno::PERM) => {
+                        tracing::warn!(path = %rel.display(), "skipping a device node: mknod not permitted");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        return Err(Error::io(format!("mknod {}", path.display()), e.into()));
+                    }
+                }
                 self.chown(&path, &meta);
                 self.xattrs(&path, entry);
                 set_mtime(&path, meta.mtime);
@@ -413,8 +628,17 @@ impl Unpacker {
         Ok(())
     }
 
-    /// The entry name as a relative path, refusing absolute names and `..`.
+    /// The entry name as a relative path, refusing absolute names, `..` and NUL bytes.
     fn clean_name(&self, raw: &[u8]) -> Result<PathBuf> {
+        if raw.contains(&0) {
+            return Err(corrupt(
+                &self.layer,
+                format!(
+                    "entry name {:?} holds a NUL byte",
+                    String::from_utf8_lossy(raw)
+                ),
+            ));
+        }
         let path = Path::new(OsStr::from_bytes(raw));
         let mut out = PathBuf::new();
         for component in path.components() {
@@ -636,6 +860,62 @@ fn corrupt(digest: &str, reason: String) -> Error {
     }
 }
 
+fn limit_exceeded(digest: &str, reason: String) -> Error {
+    Error::LimitExceeded {
+        digest: digest.to_string(),
+        reason,
+    }
+}
+
+/// Reads at most `left` bytes of `inner`; the first byte past them is an error, and `tripped`
+/// then tells the limit was hit (rather than the data being bad).
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    /// Bytes read so far.
+    read: u64,
+    tripped: Arc<AtomicBool>,
+}
+
+impl<R> Bounded<R> {
+    fn new(inner: R, left: u64) -> Self {
+        Self {
+            inner,
+            left,
+            read: 0,
+            tripped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // At the limit: the end of the stream is fine, one more byte is not.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => {
+                    self.tripped.store(true, Ordering::Relaxed);
+                    Err(io::Error::other(
+                        "the uncompressed layer is over the byte limit",
+                    ))
+                }
+            };
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Opens a layer blob as a tar stream, decompressing as its media type says (a gzip blob
 /// labelled as plain tar is recognised by its magic number too).
 pub(crate) fn open_layer(
@@ -658,25 +938,102 @@ pub(crate) fn open_layer(
     })
 }
 
-/// Hashes the uncompressed content of a layer blob and compares it with `diff_id`.
+/// Hashes the uncompressed content of a layer blob and compares it with `diff_id`; content
+/// over `max_bytes` is [`Error::LimitExceeded`] (read no further). Returns the uncompressed
+/// size.
 pub(crate) fn verify_diff_id(
     blob: &Path,
     media_type: &str,
     digest: &str,
     diff_id: &str,
-) -> Result<()> {
+    max_bytes: u64,
+) -> Result<u64> {
     let reader = open_layer(blob, media_type, digest)?;
-    let mut hashing = HashingReader::new(reader);
-    io::copy(&mut hashing, &mut io::sink())
-        .map_err(|e| corrupt(digest, format!("decompressing the layer: {e}")))?;
-    let (actual, _) = hashing
-        .finish()
-        .map_err(|e| corrupt(digest, format!("decompressing the layer: {e}")))?;
+    let bounded = Bounded::new(reader, max_bytes);
+    let tripped = bounded.tripped.clone();
+    let hashing = HashingReader::new(bounded);
+    let result = hashing.finish();
+    if tripped.load(Ordering::Relaxed) {
+        return Err(limit_exceeded(
+            digest,
+            format!("the layer decompresses to more than the limit of {max_bytes} bytes"),
+        ));
+    }
+    let (actual, size) =
+        result.map_err(|e| corrupt(digest, format!("decompressing the layer: {e}")))?;
     if actual != diff_id {
         return Err(corrupt(
             digest,
             format!("uncompressed content is {actual}, the config says {diff_id}"),
         ));
     }
-    Ok(())
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_reads_up_to_the_limit_and_trips_past_it() {
+        let mut exact = Bounded::new(&[7u8; 10][..], 10);
+        let mut out = Vec::new();
+        exact.read_to_end(&mut out).unwrap();
+        assert_eq!((out.len(), exact.read), (10, 10));
+        assert!(
+            !exact.tripped.load(Ordering::Relaxed),
+            "the end at the limit is fine"
+        );
+
+        let mut over = Bounded::new(&[7u8; 11][..], 10);
+        let err = over.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+        assert!(over.tripped.load(Ordering::Relaxed));
+        assert_eq!(over.read, 10);
+    }
+
+    #[test]
+    fn entry_limits_count_across_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = |names: &[&str]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for name in names {
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(1);
+                h.set_path(name).unwrap();
+                h.set_cksum();
+                b.append(&h, &b"x"[..]).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let limits = UnpackLimits {
+            max_entries: 3,
+            ..UnpackLimits::default()
+        };
+        let mut unpacker = Unpacker::new(dir.path(), Whiteouts::Apply, false)
+            .unwrap()
+            .with_limits(&limits, Spent::default());
+        unpacker.apply(&tar(&["a", "b"])[..], "l1").unwrap();
+        assert_eq!(unpacker.spent().entries, 2);
+        assert_eq!(unpacker.spent().file_bytes, 2);
+        let err = unpacker.apply(&tar(&["c", "d"])[..], "l2").unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded { .. }), "{err:?}");
+        assert!(err.to_string().contains("l2"), "names the layer: {err}");
+    }
+
+    #[test]
+    fn names_with_nul_bytes_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let unpacker = Unpacker::new(dir.path(), Whiteouts::Apply, false).unwrap();
+        assert!(matches!(
+            unpacker.clean_name(b"etc/pass\0wd"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(
+            unpacker.clean_name(b"./etc//passwd").unwrap(),
+            Path::new("etc/passwd")
+        );
+    }
 }
