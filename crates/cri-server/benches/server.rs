@@ -1,16 +1,37 @@
 //! cri-server against a bare tonic server with the same handler logic, over Unix sockets, in
-//! the same run.
+//! the same run, with logging and metrics on as a runtime binary has them.
 //!
-//! Run: `cargo bench -p cri-server --bench server` (add `-- --quick` for a short run).
+//! Run: `cargo bench -p cri-server --bench server` (add `-- --quick` for a short run,
+//! `-- --rounds N` to choose the number of rounds).
 //!
-//! Three workloads, each measured in alternating rounds (ours, bare, ours, bare, ...) so that
-//! machine noise hits both sides alike; each figure is the median over rounds:
-//! - `Version`, one call in flight: mean latency per call;
+//! Three servers in one process:
+//! - `bare`: tonic's generated server with the handler logic, nothing else;
+//! - `cri-server`: the same logic behind [`cri_server::Server`] (context, validation,
+//!   deadline, panic isolation, tracing span, metrics);
+//! - `memory-runtime`: `examples/memory-runtime.rs`'s configuration, the testkit's
+//!   `FakeRuntime` (with its call log and fault injection) behind `cri_server::Server` with a
+//!   streaming server.
+//!
+//! A global tracing subscriber as `cri_server::logging::init` installs it (`fmt`, `info`
+//! filter) writes to `io::sink`; it applies to all three servers (and to the client).
+//! `-- --no-tracing` leaves it out, to see what the span costs.
+//!
+//! Workloads, each measured in many short alternating rounds (within a round each workload
+//! runs on the three servers back to back, in an order that rotates every round) so that
+//! machine noise hits every side alike:
+//! - `Version`, one call in flight: p50 latency of the round;
 //! - `Version`, 32 calls in flight: calls per second;
-//! - `ListContainers` returning 1000 containers, one in flight: mean latency per call.
+//! - `ListContainers` returning 1000 containers, one in flight: p50 latency (not for
+//!   `memory-runtime`, whose list is its own logic).
 //!
-//! Ratios are ours / bare for latencies and ours / bare for throughput. Targets: latency
-//! <= 1.10x, throughput >= 0.90x, list <= 1.05x.
+//! Each figure is the median over rounds; each ratio is the median of the per-round ratios
+//! against `bare` (with their interquartile range, the noise). Targets (issue #16): `cri-server` `Version`
+//! p50 <= 1.03x and throughput >= 1.0x, `memory-runtime` `Version` p50 <= 1.05x,
+//! `ListContainers` p50 <= 1.0x.
+//!
+//! For profiling, `-- --serve KIND PATH` serves one server (`bare`, `ours`, `fake`) on `PATH`
+//! until killed, `-- --load PATH SECONDS` calls `Version` on it for that long and
+//! `-- --count PATH CALLS` that many times (for instruction counts under callgrind).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +41,12 @@ use cri_server::cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_server::cri_api::v1::runtime_service_server::{self, RuntimeServiceServer};
 use cri_server::cri_api::v1::*;
 use cri_server::{Context, Result, RuntimeService, Server, async_trait};
+use cri_testkit::FakeRuntime;
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// The handler logic both servers share.
+/// The handler logic the first two servers share.
 struct Logic {
     containers: ListContainersResponse,
 }
@@ -111,6 +133,83 @@ impl runtime_service_server::RuntimeService for Bare {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Bare,
+    Ours,
+    Fake,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bare => "bare tonic",
+            Self::Ours => "cri-server",
+            Self::Fake => "memory-runtime",
+        }
+    }
+}
+
+/// Starts serving `kind` on `path` (in the background).
+async fn start(kind: Kind, path: &Path, logic: Arc<Logic>) {
+    match kind {
+        Kind::Bare => {
+            let listener = UnixListener::bind(path).expect("bind bare");
+            let bare = RuntimeServiceServer::new(Bare(logic))
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20);
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(bare)
+                    .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+            );
+        }
+        Kind::Ours => {
+            let ours = Server::builder()
+                .runtime(Ours(logic))
+                .build()
+                .expect("build")
+                .bind(path)
+                .expect("bind");
+            tokio::spawn(ours.serve_with_shutdown(std::future::pending()));
+        }
+        Kind::Fake => {
+            // As examples/memory-runtime.rs builds it.
+            let runtime = Arc::new(
+                FakeRuntime::builder()
+                    .name("memory-runtime", "0.1.0")
+                    .image("busybox")
+                    .image("registry.k8s.io/pause:3.10")
+                    .build(),
+            );
+            let streaming = cri_server::cri_streaming::Server::start(
+                runtime.clone(),
+                cri_server::cri_streaming::Config::default(),
+            )
+            .await
+            .expect("streaming server");
+            let fake = Server::builder()
+                .service(runtime)
+                .streaming(streaming)
+                .build()
+                .expect("build")
+                .bind(path)
+                .expect("bind");
+            tokio::spawn(fake.serve_with_shutdown(std::future::pending()));
+        }
+    }
+}
+
+/// The subscriber `cri_server::logging::init` installs, writing to a sink.
+fn install_subscriber() {
+    let filter = tracing_subscriber::EnvFilter::new("info");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::sink)
+        .init();
+}
+
 async fn connect(path: &Path) -> RuntimeServiceClient<Channel> {
     let path = path.to_path_buf();
     let channel = Endpoint::from_static("http://localhost")
@@ -125,16 +224,23 @@ async fn connect(path: &Path) -> RuntimeServiceClient<Channel> {
         .max_encoding_message_size(16 << 20)
 }
 
+fn p50(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
 async fn sequential_version(client: &RuntimeServiceClient<Channel>, calls: u32) -> Duration {
     let mut client = client.clone();
-    let start = Instant::now();
+    let mut samples = Vec::with_capacity(calls as usize);
     for _ in 0..calls {
+        let start = Instant::now();
         client
             .version(VersionRequest::default())
             .await
             .expect("version");
+        samples.push(start.elapsed());
     }
-    start.elapsed() / calls
+    p50(samples)
 }
 
 async fn parallel_version(client: &RuntimeServiceClient<Channel>, calls: u32) -> f64 {
@@ -161,117 +267,206 @@ async fn parallel_version(client: &RuntimeServiceClient<Channel>, calls: u32) ->
 
 async fn sequential_list(client: &RuntimeServiceClient<Channel>, calls: u32) -> Duration {
     let mut client = client.clone();
-    let start = Instant::now();
+    let mut samples = Vec::with_capacity(calls as usize);
     for _ in 0..calls {
+        let start = Instant::now();
         let list = client
             .list_containers(ListContainersRequest::default())
             .await
             .expect("list");
+        samples.push(start.elapsed());
         assert_eq!(list.get_ref().containers.len(), 1000);
     }
-    start.elapsed() / calls
+    p50(samples)
 }
 
-fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
+/// The first and third quartiles.
+fn quartiles(values: &[f64]) -> (f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (sorted[sorted.len() / 4], sorted[sorted.len() * 3 / 4])
+}
+
+/// One workload's figures: per server, one value per round.
+#[derive(Default)]
+struct Series {
+    values: [Vec<f64>; 3],
+}
+
+impl Series {
+    fn push(&mut self, kind: Kind, value: f64) {
+        self.values[kind as usize].push(value);
+    }
+
+    /// Prints one row per server other than bare: value, bare's, ratio (median of per-round
+    /// ratios) and the quartiles of the per-round ratios (the noise).
+    fn print(&self, workload: &str, unit: &str, scale: f64, targets: [Option<&str>; 3]) {
+        let bare = &self.values[Kind::Bare as usize];
+        for kind in [Kind::Ours, Kind::Fake] {
+            let ours = &self.values[kind as usize];
+            if ours.is_empty() {
+                continue;
+            }
+            let ratios: Vec<f64> = ours.iter().zip(bare).map(|(o, b)| o / b).collect();
+            let (lo, hi) = quartiles(&ratios);
+            println!(
+                "{:<36} {:<15} {:>10.1} {:<3} {:>10.1} {:<3} {:>7.3}x  {:.3}-{:.3}  {}",
+                workload,
+                kind.name(),
+                median(ours.clone()) * scale,
+                unit,
+                median(bare.clone()) * scale,
+                unit,
+                median(ratios),
+                lo,
+                hi,
+                targets[kind as usize].unwrap_or("-"),
+            );
+        }
+    }
+}
+
+fn arg_after(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (rounds, version_calls, parallel_calls, list_calls) = if quick {
-        (3, 2_000, 8_000, 100)
-    } else {
-        (9, 10_000, 40_000, 400)
-    };
+    let args: Vec<String> = std::env::args().collect();
+    let tracing_on = !args.iter().any(|a| a == "--no-tracing");
+    if tracing_on {
+        install_subscriber();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    if let Some(kind) = arg_after(&args, "--serve") {
+        let path = PathBuf::from(arg_after(&args, &kind).expect("--serve KIND PATH"));
+        let kind = match kind.as_str() {
+            "bare" => Kind::Bare,
+            "ours" => Kind::Ours,
+            "fake" => Kind::Fake,
+            other => panic!("unknown server kind {other:?}"),
+        };
+        let _ = std::fs::remove_file(&path);
+        runtime.block_on(async move {
+            start(kind, &path, Arc::new(Logic::new())).await;
+            std::future::pending::<()>().await;
+        });
+        return;
+    }
+    if let Some(path) = arg_after(&args, "--count") {
+        let calls: u32 = arg_after(&args, &path)
+            .and_then(|s| s.parse().ok())
+            .expect("--count PATH CALLS");
+        runtime.block_on(async move {
+            let client = connect(Path::new(&path)).await;
+            sequential_version(&client, calls).await;
+        });
+        return;
+    }
+    if let Some(path) = arg_after(&args, "--load") {
+        let seconds: u64 = arg_after(&args, &path)
+            .and_then(|s| s.parse().ok())
+            .expect("--load PATH SECONDS");
+        runtime.block_on(async move {
+            let client = connect(Path::new(&path)).await;
+            let end = Instant::now() + Duration::from_secs(seconds);
+            let mut calls = 0u64;
+            while Instant::now() < end {
+                sequential_version(&client, 1000).await;
+                calls += 1000;
+            }
+            println!("{calls} calls");
+        });
+        return;
+    }
+
+    let quick = args.iter().any(|a| a == "--quick");
+    // Many short rounds rather than a few long ones: on a shared machine, load comes and goes
+    // within seconds, and a short round puts the three servers under the same load.
+    let (mut rounds, version_calls, parallel_calls, list_calls) = if quick {
+        (5, 1_000, 6_400, 40)
+    } else {
+        (41, 1_000, 6_400, 40)
+    };
+    if let Some(n) = arg_after(&args, "--rounds").and_then(|n| n.parse().ok()) {
+        rounds = n;
+    }
     runtime.block_on(async move {
         let dir = std::env::temp_dir().join(format!("cri-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let logic = Arc::new(Logic::new());
-
-        let ours_path: PathBuf = dir.join("ours.sock");
-        let ours = Server::builder()
-            .runtime(Ours(logic.clone()))
-            .build()
-            .expect("build")
-            .bind(&ours_path)
-            .expect("bind");
-        tokio::spawn(ours.serve_with_shutdown(std::future::pending()));
-
-        let bare_path = dir.join("bare.sock");
-        let listener = UnixListener::bind(&bare_path).expect("bind bare");
-        let bare = RuntimeServiceServer::new(Bare(logic))
-            .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(16 << 20);
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(bare)
-                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
-        );
-
-        let ours = connect(&ours_path).await;
-        let bare = connect(&bare_path).await;
-        // Warm up both paths.
-        for client in [&ours, &bare] {
+        let kinds = [Kind::Bare, Kind::Ours, Kind::Fake];
+        let mut clients = Vec::new();
+        for kind in kinds {
+            let path = dir.join(format!("{kind:?}.sock"));
+            start(kind, &path, logic.clone()).await;
+            clients.push(connect(&path).await);
+        }
+        // Warm up every path.
+        for (kind, client) in kinds.iter().zip(&clients) {
             sequential_version(client, 500).await;
-            sequential_list(client, 20).await;
+            parallel_version(client, 3_200).await;
+            if *kind != Kind::Fake {
+                sequential_list(client, 20).await;
+            }
         }
 
-        let mut latency = (Vec::new(), Vec::new());
-        let mut throughput = (Vec::new(), Vec::new());
-        let mut list = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            latency
-                .0
-                .push(sequential_version(&ours, version_calls).await);
-            latency
-                .1
-                .push(sequential_version(&bare, version_calls).await);
-            throughput
-                .0
-                .push(parallel_version(&ours, parallel_calls).await);
-            throughput
-                .1
-                .push(parallel_version(&bare, parallel_calls).await);
-            list.0.push(sequential_list(&ours, list_calls).await);
-            list.1.push(sequential_list(&bare, list_calls).await);
+        let mut latency = Series::default();
+        let mut throughput = Series::default();
+        let mut list = Series::default();
+        for round in 0..rounds {
+            let order = |i: usize| kinds[(round + i) % kinds.len()];
+            for kind in (0..kinds.len()).map(order) {
+                let lat = sequential_version(&clients[kind as usize], version_calls).await;
+                latency.push(kind, lat.as_secs_f64());
+            }
+            for kind in (0..kinds.len()).map(order) {
+                let rate = parallel_version(&clients[kind as usize], parallel_calls).await;
+                throughput.push(kind, rate);
+            }
+            for kind in (0..kinds.len()).map(order).filter(|k| *k != Kind::Fake) {
+                let lat = sequential_list(&clients[kind as usize], list_calls).await;
+                list.push(kind, lat.as_secs_f64());
+            }
         }
-        let (lo, lb) = (median(latency.0), median(latency.1));
-        let (to, tb) = (median(throughput.0), median(throughput.1));
-        let (so, sb) = (median(list.0), median(list.1));
-        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
-        println!("cri-server vs bare tonic, Unix sockets, median of {rounds} alternating rounds");
         println!(
-            "{:<34} {:>14} {:>14} {:>8} {:>8}",
-            "workload", "cri-server", "bare tonic", "ratio", "target"
+            "vs bare tonic, Unix sockets, {}, metrics on; median of {rounds} alternating rounds",
+            if tracing_on {
+                "tracing (fmt, info) to a sink"
+            } else {
+                "no tracing subscriber"
+            }
         );
         println!(
-            "{:<34} {:>11.1} µs {:>11.1} µs {:>7.3}x {:>8}",
-            "Version, 1 in flight (latency)",
-            lo.as_secs_f64() * 1e6,
-            lb.as_secs_f64() * 1e6,
-            ratio(lo, lb),
-            "<= 1.10"
+            "{:<36} {:<15} {:>14} {:>14} {:>8}  {:<11}  target",
+            "workload", "server", "value", "bare tonic", "ratio", "ratio IQR"
         );
-        println!(
-            "{:<34} {:>10.0} /s {:>10.0} /s {:>7.3}x {:>8}",
+        latency.print(
+            "Version, 1 in flight (p50)",
+            "µs",
+            1e6,
+            [None, Some("<= 1.03"), Some("<= 1.05")],
+        );
+        throughput.print(
             "Version, 32 in flight (throughput)",
-            to,
-            tb,
-            to / tb,
-            ">= 0.90"
+            "/s",
+            1.0,
+            [None, Some(">= 1.00"), None],
         );
-        println!(
-            "{:<34} {:>11.1} µs {:>11.1} µs {:>7.3}x {:>8}",
-            "ListContainers 1000 (latency)",
-            so.as_secs_f64() * 1e6,
-            sb.as_secs_f64() * 1e6,
-            ratio(so, sb),
-            "<= 1.05"
+        list.print(
+            "ListContainers 1000 (p50)",
+            "µs",
+            1e6,
+            [None, Some("<= 1.00"), None],
         );
         let _ = std::fs::remove_dir_all(&dir);
     });

@@ -1,10 +1,11 @@
 //! What a runtime method learns about the call besides the request itself.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{Ascii, MetadataKey, MetadataMap};
 
 /// The credentials of the process at the other end of the Unix socket, read from the socket
 /// (`SO_PEERCRED`) when the connection was accepted. They cannot be forged by the client.
@@ -31,7 +32,7 @@ pub struct PeerCredentials {
 #[derive(Clone)]
 pub struct Context {
     method: &'static str,
-    request_id: String,
+    request_id: RequestId,
     peer: Option<PeerCredentials>,
     deadline: Option<Instant>,
     metadata: MetadataMap,
@@ -41,7 +42,7 @@ impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("method", &self.method)
-            .field("request_id", &self.request_id)
+            .field("request_id", &self.request_id())
             .field("peer", &self.peer)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
@@ -50,6 +51,34 @@ impl fmt::Debug for Context {
 
 /// Metadata key a client may set to choose the request id (at most 128 visible ASCII bytes).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The two metadata keys every call looks up, parsed once (a lookup by `&str` parses the
+/// name again at every call).
+static REQUEST_ID_KEY: LazyLock<MetadataKey<Ascii>> =
+    LazyLock::new(|| MetadataKey::from_static(REQUEST_ID_HEADER));
+static GRPC_TIMEOUT_KEY: LazyLock<MetadataKey<Ascii>> =
+    LazyLock::new(|| MetadataKey::from_static("grpc-timeout"));
+
+/// A request id: the client's, or one generated without allocating.
+#[derive(Clone)]
+enum RequestId {
+    /// `<process epoch, hex>-<counter, hex>`: ASCII, at most 16 + 1 + 16 bytes.
+    Generated { text: [u8; 33], len: u8 },
+    /// The client's `x-request-id`.
+    Client(Box<str>),
+}
+
+impl RequestId {
+    fn as_str(&self) -> &str {
+        match self {
+            // Only ASCII hex digits and '-' are ever written, so this never fails.
+            Self::Generated { text, len } => {
+                std::str::from_utf8(&text[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Client(id) => id,
+        }
+    }
+}
 
 impl Context {
     /// A context for calling a runtime method directly (tests, in-process use): a fresh
@@ -71,12 +100,12 @@ impl Context {
         peer: Option<PeerCredentials>,
     ) -> Self {
         let request_id = metadata
-            .get(REQUEST_ID_HEADER)
+            .get(&*REQUEST_ID_KEY)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map_or_else(next_request_id, str::to_string);
+            .map_or_else(next_request_id, |id| RequestId::Client(id.into()));
         let deadline = metadata
-            .get("grpc-timeout")
+            .get(&*GRPC_TIMEOUT_KEY)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .and_then(|timeout| Instant::now().checked_add(timeout));
@@ -109,7 +138,7 @@ impl Context {
     /// An id for this call, for logs: the client's `x-request-id` when it sent one, a
     /// process-unique id otherwise.
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        self.request_id.as_str()
     }
 
     /// The credentials of the calling process, when the call came over a Unix socket.
@@ -145,7 +174,7 @@ impl Context {
     }
 }
 
-fn next_request_id() -> String {
+fn next_request_id() -> RequestId {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| {
@@ -153,7 +182,24 @@ fn next_request_id() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     });
-    format!("{epoch:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    let mut text = [0; 33];
+    let mut len = push_hex(&mut text, 0, epoch);
+    text[len] = b'-';
+    len = push_hex(&mut text, len + 1, NEXT.fetch_add(1, Ordering::Relaxed));
+    RequestId::Generated {
+        text,
+        len: len as u8,
+    }
+}
+
+/// Writes `n` in lowercase hex without leading zeros at `text[at..]`; returns the end.
+fn push_hex(text: &mut [u8; 33], at: usize, n: u64) -> usize {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    for i in 0..digits {
+        let nibble = (n >> (4 * (digits - 1 - i))) & 0xf;
+        text[at + i] = b"0123456789abcdef"[nibble as usize];
+    }
+    at + digits
 }
 
 /// Parses a gRPC `grpc-timeout` header value: up to 8 digits and a unit
@@ -212,6 +258,18 @@ mod tests {
         let a = Context::new("Version");
         let b = Context::new("Version");
         assert_ne!(a.request_id(), b.request_id());
+        let (epoch, counter) = a.request_id().split_once('-').unwrap();
+        assert!(u64::from_str_radix(epoch, 16).is_ok());
+        assert!(u64::from_str_radix(counter, 16).unwrap() >= 1);
+    }
+
+    #[test]
+    fn generated_ids_are_hex_like_format() {
+        for n in [0, 1, 0xf, 0x10, 0xdead_beef, u64::MAX] {
+            let mut text = [0; 33];
+            let end = push_hex(&mut text, 0, n);
+            assert_eq!(std::str::from_utf8(&text[..end]).unwrap(), format!("{n:x}"));
+        }
     }
 
     #[test]

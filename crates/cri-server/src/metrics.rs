@@ -88,6 +88,17 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     30.0, 120.0,
 ];
 
+/// [`LATENCY_BUCKETS`] in nanoseconds, so that recording a call compares integers.
+const BUCKET_NANOS: [u64; LATENCY_BUCKETS.len()] = {
+    let mut nanos = [0; LATENCY_BUCKETS.len()];
+    let mut i = 0;
+    while i < nanos.len() {
+        nanos[i] = (LATENCY_BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    nanos
+};
+
 const CODES: usize = 17;
 
 #[derive(Default)]
@@ -157,13 +168,12 @@ impl Metrics {
     pub(crate) fn record(&self, method: usize, code: Code, latency: Duration) {
         let slot = &self.slots[method];
         slot.by_code[(code as usize).min(CODES - 1)].fetch_add(1, Ordering::Relaxed);
-        let secs = latency.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BUCKET_NANOS
             .iter()
-            .position(|bound| secs <= *bound)
+            .position(|bound| nanos <= *bound)
             .unwrap_or(LATENCY_BUCKETS.len());
         slot.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         slot.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
@@ -321,6 +331,12 @@ mod tests {
         assert!(
             !text.contains("method=\"Version\""),
             "uncalled methods are left out"
+        );
+        metrics.record(idx, Code::Ok, Duration::from_micros(250));
+        assert_eq!(
+            metrics.snapshot()[idx].latency_buckets[0],
+            2,
+            "a bound belongs to its bucket"
         );
     }
 }

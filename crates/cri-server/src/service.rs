@@ -94,21 +94,44 @@ where
             )))
         })
     };
-    let result = work.instrument(span.clone()).await;
+    // Polled in place so that the span is borrowed back afterwards instead of cloned; the
+    // span is entered at every poll and while the work is dropped (a cancelled call too).
+    let mut work = std::pin::pin!(work.instrument(span));
+    let result = work.as_mut().await;
+    let span = work.span();
 
     let latency = start.elapsed();
     let code = result.as_ref().map_or_else(Error::code, |_| Code::Ok);
     shared.metrics.record(slot, code, latency);
-    span.record("code", code_name(code));
-    span.record("latency_us", latency.as_micros() as u64);
-    span.in_scope(|| match &result {
-        Ok(_) => tracing::debug!("ok"),
-        Err(error @ Error::Internal { .. }) => tracing::warn!(%error, "failed"),
-        Err(error) => tracing::debug!(%error, "failed"),
-    });
+    record_outcome(span, code, latency);
+    match &result {
+        Ok(_) => tracing::debug!(parent: span, "ok"),
+        Err(error @ Error::Internal { .. }) => tracing::warn!(parent: span, %error, "failed"),
+        Err(error) => tracing::debug!(parent: span, %error, "failed"),
+    }
     result
         .map(|out| Response::new(convert(out)))
         .map_err(Status::from)
+}
+
+/// Records `code` and `latency_us` on the call's span in one go (one look-up of the span
+/// by the subscriber instead of one per field); nothing at all when the span is disabled.
+fn record_outcome(span: &tracing::Span, code: Code, latency: std::time::Duration) {
+    let Some(metadata) = span.metadata() else {
+        return;
+    };
+    let fields = metadata.fields();
+    let (Some(code_field), Some(latency_field)) =
+        (fields.field("code"), fields.field("latency_us"))
+    else {
+        return;
+    };
+    let code = code_name(code);
+    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    span.record_all(&fields.value_set(&[
+        (&code_field, Some(&code as &dyn tracing::Value)),
+        (&latency_field, Some(&latency_us as &dyn tracing::Value)),
+    ]));
 }
 
 fn unary<T: Debug>(response: T) -> T {

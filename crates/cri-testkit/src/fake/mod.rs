@@ -6,7 +6,7 @@ mod streaming;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -81,11 +81,19 @@ pub(crate) struct State {
     pub(crate) next_ip: u32,
 }
 
+/// A call as the log keeps it: the request itself, formatted only when the log is read.
+struct LoggedCall {
+    method: &'static str,
+    request: Box<dyn std::fmt::Debug + Send + Sync>,
+}
+
 pub(crate) struct Inner {
     pub(crate) state: Mutex<State>,
     pub(crate) events: EventBroadcaster,
-    calls: Mutex<Vec<CallRecord>>,
+    calls: Mutex<Vec<LoggedCall>>,
     faults: Mutex<HashMap<String, VecDeque<Error>>>,
+    /// Errors queued in `faults`, so that calls skip that lock while none are.
+    queued_faults: AtomicUsize,
     pub(crate) workload: Arc<dyn Workload>,
     deterministic: bool,
     next_id: AtomicU64,
@@ -220,6 +228,7 @@ impl FakeBuilder {
                 events: EventBroadcaster::new(self.event_buffer),
                 calls: Mutex::new(Vec::new()),
                 faults: Mutex::new(HashMap::new()),
+                queued_faults: AtomicUsize::new(0),
                 workload: self.workload,
                 deterministic: self.deterministic,
                 next_id: AtomicU64::new(1),
@@ -280,28 +289,36 @@ impl FakeRuntime {
     }
 
     /// Records the call and returns the injected error queued for `method`, if any.
-    pub(crate) fn begin(
-        &self,
-        method: &'static str,
-        request: &dyn std::fmt::Debug,
-    ) -> Result<(), Error> {
+    ///
+    /// The log keeps a copy of the request and formats it only when read: a clone costs a
+    /// fraction of `Debug` formatting on every call.
+    pub(crate) fn begin<R>(&self, method: &'static str, request: &R) -> Result<(), Error>
+    where
+        R: std::fmt::Debug + Clone + Send + Sync + 'static,
+    {
+        let logged = LoggedCall {
+            method,
+            request: Box::new(request.clone()),
+        };
         self.inner
             .calls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(CallRecord {
-                method,
-                request: format!("{request:?}"),
-            });
-        let injected = self
+            .push(logged);
+        if self.inner.queued_faults.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        let mut faults = self
             .inner
             .faults
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_mut(method)
-            .and_then(VecDeque::pop_front);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let injected = faults.get_mut(method).and_then(VecDeque::pop_front);
         match injected {
-            Some(error) => Err(error),
+            Some(error) => {
+                self.inner.queued_faults.fetch_sub(1, Ordering::Release);
+                Err(error)
+            }
             None => Ok(()),
         }
     }
@@ -311,13 +328,16 @@ impl FakeRuntime {
     /// Queues `error` as the answer to the next call of `method` (e.g. `"PullImage"`); each
     /// call consumes one queued error, then calls behave normally again.
     pub fn fail_next(&self, method: &str, error: Error) {
-        self.inner
+        let mut faults = self
+            .inner
             .faults
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        faults
             .entry(method.to_string())
             .or_default()
             .push_back(error);
+        self.inner.queued_faults.fetch_add(1, Ordering::Release);
     }
 
     /// Every call received so far, in order.
@@ -326,12 +346,23 @@ impl FakeRuntime {
             .calls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|call| CallRecord {
+                method: call.method,
+                request: format!("{:?}", call.request),
+            })
+            .collect()
     }
 
     /// How many calls of `method` were received.
     pub fn call_count(&self, method: &str) -> usize {
-        self.calls().iter().filter(|c| c.method == method).count()
+        self.inner
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|call| call.method == method)
+            .count()
     }
 
     /// The event fan-out; publish extra events or count subscribers.
