@@ -84,8 +84,19 @@ async fn conformance_against_containerd() {
         //   must succeed once the sandbox's resources are reclaimed;
         // - it ignores Mount.image (image volumes) and fails with Unknown `mkdir ""` instead
         //   of refusing them clearly.
+        // - it reports an OOM kill as reason `Error` when the task's exit event is handled
+        //   before its OOM event (a race in containerd, seen under load); the exit code is
+        //   137 either way, which is checked.
         let mut failures = by_kind.get("failed").cloned().unwrap_or_default();
         failures.sort_unstable();
+        if let Some(at) = failures.iter().position(|f| *f == "resources/oom-killed") {
+            match outcome("resources/oom-killed") {
+                Outcome::Failed(f) => assert!(f.got.contains("\"Error\", 137"), "{f}"),
+                other => panic!("{other:?}"),
+            }
+            failures.remove(at);
+            eprintln!("containerd lost the OOM event of resources/oom-killed this time");
+        }
         assert_eq!(
             failures,
             ["idempotence/stop-removed-sandbox", "mounts/image-volume"],
