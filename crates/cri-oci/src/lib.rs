@@ -3,6 +3,7 @@
 mod error;
 pub mod image;
 pub mod log;
+pub mod netns;
 pub mod spec;
 
 pub use error::{Error, Result};

@@ -11,7 +11,6 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -90,32 +89,7 @@ impl Runtime {
         }
         let pid = pid.ok_or_else(|| io::Error::other("the pod sandbox is not ready"))?;
         let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        // A thread of its own: entering a network namespace is per thread, and this one
-        // ends right after connecting.
-        std::thread::Builder::new()
-            .name("port-forward".into())
-            .spawn(move || {
-                let connect = || -> io::Result<std::net::TcpStream> {
-                    rustix::thread::move_into_link_name_space(
-                        netns.as_fd(),
-                        Some(rustix::thread::LinkNameSpaceType::Network),
-                    )
-                    .map_err(|e| {
-                        io::Error::new(
-                            io::Error::from(e).kind(),
-                            format!("entering the pod's network namespace: {e}"),
-                        )
-                    })?;
-                    std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10))
-                };
-                let _ = sender.send(connect());
-            })?;
-        let stream = receiver
-            .await
-            .map_err(|_| io::Error::other("the port-forward thread died"))??;
-        stream.set_nonblocking(true)?;
-        tokio::net::TcpStream::from_std(stream)
+        cri_oci::netns::connect(netns, address, Duration::from_secs(10)).await
     }
 
     /// The container's CRI config (from its label).

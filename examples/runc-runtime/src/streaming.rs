@@ -249,32 +249,7 @@ impl Runtime {
             return tokio::net::TcpStream::connect(address).await;
         }
         let netns = Self::pod_netns(&pod)?;
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        // A thread of its own: moving into a network namespace is per thread, and this one
-        // ends right after connecting.
-        std::thread::Builder::new()
-            .name("port-forward".into())
-            .spawn(move || {
-                let connect = || -> io::Result<std::net::TcpStream> {
-                    rustix::thread::move_into_link_name_space(
-                        netns.as_fd(),
-                        Some(rustix::thread::LinkNameSpaceType::Network),
-                    )
-                    .map_err(|e| {
-                        io::Error::new(
-                            io::Error::from(e).kind(),
-                            format!("entering the pod's network namespace: {e}"),
-                        )
-                    })?;
-                    std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10))
-                };
-                let _ = sender.send(connect());
-            })?;
-        let stream = receiver
-            .await
-            .map_err(|_| io::Error::other("the port-forward thread died"))??;
-        stream.set_nonblocking(true)?;
-        tokio::net::TcpStream::from_std(stream)
+        cri_oci::netns::connect(netns, address, Duration::from_secs(10)).await
     }
 }
 
