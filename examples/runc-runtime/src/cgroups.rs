@@ -131,25 +131,32 @@ impl Cgroups {
         }
     }
 
+    /// The cgroup `path`'s directory in every hierarchy (one on v2; on v1 each real
+    /// hierarchy once, skipping the symlinks of joined controllers such as
+    /// `cpuacct -> cpu,cpuacct`); none for the root itself.
+    fn everywhere(&self, path: &str) -> Vec<PathBuf> {
+        let relative = path.trim_matches('/');
+        if relative.is_empty() {
+            return Vec::new();
+        }
+        if self.unified {
+            return vec![self.root.join(relative)];
+        }
+        std::fs::read_dir(&self.root)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path().join(relative))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// SIGKILLs every process in the cgroup `path` (in every hierarchy) and removes it once
     /// they are gone (up to 5 s). Only for a cgroup that belongs to one object alone.
     pub(crate) async fn kill_and_remove(&self, path: &str) {
-        if path.trim_matches('/').is_empty() {
-            return;
-        }
-        let dirs: Vec<PathBuf> = if self.unified {
-            vec![self.dir("", path)]
-        } else {
-            std::fs::read_dir(&self.root)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path().join(path.trim_start_matches('/')))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let dirs = self.everywhere(path);
         let started = std::time::Instant::now();
         loop {
             let mut left = false;
@@ -172,22 +179,8 @@ impl Cgroups {
     /// Removes the (empty) cgroup `path` in every hierarchy; errors are ignored (a cgroup
     /// still in use stays).
     pub(crate) fn remove(&self, path: &str) {
-        if path.trim_matches('/').is_empty() {
-            return;
-        }
-        if self.unified {
-            let _ = std::fs::remove_dir(self.dir("", path));
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            // Joined controllers appear as symlinks (cpuacct -> cpu,cpuacct); visit real
-            // directories only, once each.
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let _ = std::fs::remove_dir(entry.path().join(path.trim_start_matches('/')));
-            }
+        for dir in self.everywhere(path) {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
