@@ -38,6 +38,31 @@ where
     tokio::io::copy_buf(&mut reader, to).await
 }
 
+/// Joins a port-forward `stream` to the runtime's connection to the port in the pod: bytes
+/// flow both ways ([`copy`]), and the forward ends when the pod's side ends (it closed the
+/// connection or half-closed its sending side); the stream is then shut down, which over
+/// SPDY ends the data stream and over WebSocket (where a channel cannot be half-closed
+/// before `v5`) lets the session close once its ports are done. The client's end of stdin
+/// (EOF) half-closes the connection towards the pod. Waiting for both directions instead
+/// would hang a WebSocket client that waits for the pod's data to end.
+///
+/// What a [`StreamingRuntime::port_forward`](crate::StreamingRuntime::port_forward) does once
+/// it has connected.
+pub async fn forward<P>(stream: crate::Duplex, pod: P)
+where
+    P: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut from_client, mut to_client) = tokio::io::split(stream);
+    let (mut from_pod, mut to_pod) = tokio::io::split(pod);
+    let upstream = tokio::spawn(async move {
+        let _ = copy(&mut from_client, &mut to_pod).await;
+        let _ = to_pod.shutdown().await;
+    });
+    let _ = copy(&mut from_pod, &mut to_client).await;
+    let _ = to_client.shutdown().await;
+    upstream.abort();
+}
+
 /// Gives the runtime a writer whose bytes are copied to `sink` by a task; the task shuts the
 /// sink down (FIN / channel close) once the runtime drops or shuts its writer. Awaiting the
 /// returned handle therefore means "all output has been handed to the transport".

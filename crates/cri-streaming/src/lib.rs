@@ -17,7 +17,7 @@ pub use client::{
     ClientError, Forwarded, PortForward, Streams, Transport, run, run_with, run_with_protocols,
 };
 pub use connector::Connector;
-pub use io::{COPY_BUFFER, copy};
+pub use io::{COPY_BUFFER, copy, forward};
 pub use runtime::{
     Duplex, DuplexStream, Reader, Session, StreamError, StreamingRuntime, TerminalSize, Writer,
 };

@@ -233,7 +233,7 @@ impl StreamingRuntime for Runtime {
         &self,
         pod_sandbox_id: &str,
         port: u16,
-        mut stream: Duplex,
+        stream: Duplex,
     ) -> Result<(), StreamError> {
         if self
             .inspect_kind(pod_sandbox_id, labels::SANDBOX)
@@ -244,17 +244,11 @@ impl StreamingRuntime for Runtime {
                 "pod sandbox {pod_sandbox_id:?} not found"
             )));
         }
-        let mut tcp = self
+        let tcp = self
             .connect_to_pod(pod_sandbox_id, port)
             .await
             .map_err(|e| failed(format!("connecting to port {port} in the pod: {e}")))?;
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut stream,
-            &mut tcp,
-            cri_streaming::COPY_BUFFER,
-            cri_streaming::COPY_BUFFER,
-        )
-        .await;
+        cri_streaming::forward(stream, tcp).await;
         Ok(())
     }
 }

@@ -353,24 +353,18 @@ impl StreamingRuntime for Runtime {
         &self,
         pod_sandbox_id: &str,
         port: u16,
-        mut stream: Duplex,
+        stream: Duplex,
     ) -> Result<(), StreamError> {
         if self.pod(pod_sandbox_id).is_none() {
             return Err(StreamError::NotFound(format!(
                 "pod sandbox {pod_sandbox_id:?} not found"
             )));
         }
-        let mut tcp = self
+        let tcp = self
             .connect_to_pod(pod_sandbox_id, port)
             .await
             .map_err(|e| failed(format!("connecting to port {port} in the pod: {e}")))?;
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut stream,
-            &mut tcp,
-            cri_streaming::COPY_BUFFER,
-            cri_streaming::COPY_BUFFER,
-        )
-        .await;
+        cri_streaming::forward(stream, tcp).await;
         Ok(())
     }
 }
