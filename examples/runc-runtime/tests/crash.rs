@@ -422,6 +422,14 @@ async fn crash_and_recover(phase: Phase) {
     }
     let mut configs = vec![pod_config.clone()];
     configs.extend(new_pods.iter().map(|(c, _)| c.clone()));
+    // A monitor ends on its own shortly after its container's exit is recorded (it lingers
+    // 100 ms for waiters), so removal returning first is not a leak.
+    let started = std::time::Instant::now();
+    while !common::monitors_of(&runtime.root).is_empty()
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let leaks: Vec<(&str, Vec<String>)> = vec![
         ("mounts under the root", mounts_under(&runtime.root)),
         ("runc containers", runc_containers(&runtime)),
@@ -429,7 +437,15 @@ async fn crash_and_recover(phase: Phase) {
             "monitor processes",
             common::monitors_of(&runtime.root)
                 .into_iter()
-                .map(|p| p.as_raw_nonzero().to_string())
+                .map(|p| {
+                    let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.as_raw_nonzero()))
+                        .unwrap_or_default();
+                    format!(
+                        "{}: {}",
+                        p.as_raw_nonzero(),
+                        String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                    )
+                })
                 .collect(),
         ),
         ("pod cgroups", cgroups_of(&configs)),
