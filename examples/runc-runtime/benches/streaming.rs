@@ -26,6 +26,9 @@ use cri_testkit::cri_client::cri_api::v1::*;
 use cri_testkit::cri_client::streaming::{Streams, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A session that has not finished by then is reported as an error, not waited for.
+const SESSION_LIMIT: Duration = Duration::from_secs(120);
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -311,10 +314,16 @@ async fn main() {
             for round in 0..rounds {
                 let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
                 for index in order {
-                    match measure(&targets[index], workload, transport, bytes).await {
-                        Ok(rate) => runs[index].push(rate),
-                        Err(e) => {
+                    let session = measure(&targets[index], workload, transport, bytes);
+                    match tokio::time::timeout(SESSION_LIMIT, session).await {
+                        Ok(Ok(rate)) => runs[index].push(rate),
+                        Ok(Err(e)) => {
                             errors[index].get_or_insert(e);
+                        }
+                        Err(_) => {
+                            errors[index].get_or_insert(format!(
+                                "the session did not finish within {SESSION_LIMIT:?}"
+                            ));
                         }
                     }
                 }
