@@ -319,11 +319,11 @@ async fn cri_proxy_in_front_of_containerd_changes_nothing() {
             })
             .collect::<Vec<_>>()
     };
-    let through_proxy = Suite::new(config.clone())
-        .skip(["image/remove"])
-        .run(&proxied)
-        .await;
-    let without = Suite::new(config).skip(["image/remove"]).run(&direct).await;
+    // `resources/oom-killed` is left out: containerd 1.6 itself answers it either way under
+    // load (its exit and OOM events race), so the two runs could differ without the proxy.
+    let skipped = ["image/remove", "resources/oom-killed"];
+    let through_proxy = Suite::new(config.clone()).skip(skipped).run(&proxied).await;
+    let without = Suite::new(config).skip(skipped).run(&direct).await;
     println!("through the proxy:\n{}", through_proxy.human(false));
     assert_eq!(
         kinds(&through_proxy),
