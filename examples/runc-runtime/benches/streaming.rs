@@ -13,7 +13,8 @@
 //!   which sends N bytes of `/dev/zero`.
 //!
 //! The table gives medians of `STREAM_ROUNDS` (default 5) in MiB/s and the ratio ours /
-//! containerd (above 1 is faster). For the in-process ceiling of the streaming server alone,
+//! containerd (above 1 is faster). `STREAM_ONLY` picks rows by name, comma-separated
+//! (`STREAM_ONLY=stdout-spdy,stdin-websocket`), e.g. to profile one of them. For the in-process ceiling of the streaming server alone,
 //! with no container behind it, see `cargo bench -p cri-client --bench streaming`.
 
 #[path = "../tests/common/mod.rs"]
@@ -307,8 +308,19 @@ async fn main() {
         "{:<13} {:<10} {:>13} {:>11} {:>7}",
         "workload", "transport", "runc-runtime", "containerd", "ratio"
     );
+    let only = std::env::var("STREAM_ONLY").unwrap_or_default();
+    let picked = |workload: Workload, transport: Transport| {
+        let name = format!("{workload:?}-{transport:?}").to_lowercase();
+        only.is_empty()
+            || only
+                .split(',')
+                .any(|o| o.trim().eq_ignore_ascii_case(&name))
+    };
     for workload in [Workload::Stdout, Workload::Stdin, Workload::PortForward] {
         for transport in [Transport::Spdy, Transport::WebSocket] {
+            if !picked(workload, transport) {
+                continue;
+            }
             let mut runs = [Vec::new(), Vec::new()];
             let mut errors: [Option<String>; 2] = [None, None];
             for round in 0..rounds {

@@ -296,7 +296,8 @@ async fn read_log(
 /// What the background relist saw.
 #[derive(Debug, Default)]
 struct Relisted {
-    rounds: usize,
+    /// Rounds whose `ListPodSandbox` included the pod's sandbox.
+    sandbox_seen: usize,
     errors: Vec<String>,
     mismatches: Vec<String>,
     container_states: Vec<ContainerState>,
@@ -332,13 +333,16 @@ impl Relist {
                 let mut seen = record
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                seen.rounds += 1;
                 match sandboxes {
                     Ok(list) => {
-                        for s in list
+                        let mut ours = list
                             .iter()
                             .filter(|s| s.metadata.as_ref().is_some_and(|m| m.uid == uid))
-                        {
+                            .peekable();
+                        if ours.peek().is_some() {
+                            seen.sandbox_seen += 1;
+                        }
+                        for s in ours {
                             if s.labels != sandbox_labels {
                                 seen.mismatches.push(format!(
                                     "ListPodSandbox labels {:?}, created with {:?}",
@@ -378,11 +382,12 @@ impl Relist {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// Stops the loop and fails on any error or mismatch it met.
+    /// Stops the loop and fails on any error or mismatch it met; returns how many rounds
+    /// saw the pod's sandbox.
     fn finish(self) -> Result<usize, Stop> {
         self.task.abort();
-        let (rounds, errors, mismatches) =
-            self.seen(|s| (s.rounds, s.errors.clone(), s.mismatches.clone()));
+        let (sandbox_seen, errors, mismatches) =
+            self.seen(|s| (s.sandbox_seen, s.errors.clone(), s.mismatches.clone()));
         check(
             errors.is_empty(),
             "every relist call succeeds",
@@ -395,7 +400,7 @@ impl Relist {
             "exact label maps",
             &mismatches,
         )?;
-        Ok(rounds)
+        Ok(sandbox_seen)
     }
 }
 
@@ -552,12 +557,14 @@ async fn static_pod_checks(ctx: Ctx, profile: Profile, pod: Pod) -> Result<(), S
         gone.map(|_| "a status").map_err(|e| e.to_string()),
     )?;
 
-    let rounds = relist.finish()?;
+    // The relist saw the container RUNNING, so the same round listed the sandbox too;
+    // how many rounds ran depends on timing and is not checked.
+    let sandbox_seen = relist.finish()?;
     check(
-        rounds >= 2,
-        "the relist ran during the pod's life",
-        ">= 2 rounds",
-        rounds,
+        sandbox_seen >= 1,
+        "the unfiltered ListPodSandbox of the relist included the pod",
+        ">= 1 round",
+        sandbox_seen,
     )?;
     let sandboxes = ctx.client().list_pod_sandbox(None).await?;
     let containers = ctx.client().list_containers(None).await?;
