@@ -40,10 +40,39 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Workload {
+    /// `head -c N /dev/zero`: what the issue measured; busybox `head` writes 4 KiB at a time.
     Stdout,
+    /// `dd bs=128k`: the same bytes from a producer that is not itself the bound.
+    StdoutDd,
     Stdin,
     PortForward,
 }
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Stdout => "stdout",
+            Workload::StdoutDd => "stdout-dd",
+            Workload::Stdin => "stdin",
+            Workload::PortForward => "port-forward",
+        }
+    }
+
+    /// The container command that writes `bytes` to stdout, for the stdout workloads.
+    fn producer(self, bytes: usize) -> Option<String> {
+        match self {
+            Workload::Stdout => Some(format!("head -c {bytes} /dev/zero")),
+            Workload::StdoutDd => Some(format!(
+                "dd if=/dev/zero bs={DD_BLOCK} count={} 2>/dev/null",
+                bytes / DD_BLOCK
+            )),
+            Workload::Stdin | Workload::PortForward => None,
+        }
+    }
+}
+
+/// `dd`'s block size: one `write(2)` per block (coreutils `cat` copies 128 KiB at a time too).
+const DD_BLOCK: usize = 128 * 1024;
 
 /// A host-network pod with a `sleep` container and an `nc` server container in one runtime.
 struct Target {
@@ -159,14 +188,15 @@ async fn measure(
 ) -> Result<f64, String> {
     let started = Instant::now();
     let moved = match workload {
-        Workload::Stdout => {
+        Workload::Stdout | Workload::StdoutDd => {
+            let producer = workload.producer(bytes).expect("a stdout workload");
             let (writer, reader) = tokio::io::duplex(256 * 1024);
             let counter = tokio::spawn(drain(reader));
             let code = target
                 .client
                 .exec(
                     &target.container,
-                    ["head", "-c", &bytes.to_string(), "/dev/zero"],
+                    ["sh", "-c", &producer],
                     transport,
                     Streams {
                         stdout: Some(Box::pin(writer)),
@@ -247,6 +277,25 @@ async fn measure(
     Ok(bytes as f64 / (1 << 20) as f64 / secs)
 }
 
+/// The producer alone, its output to `/dev/null` inside the container (through ExecSync in
+/// runc-runtime's container): the most any transport could carry from it, in MiB/s.
+async fn alone(target: &Target, producer: &str, bytes: usize) -> Result<f64, String> {
+    let started = Instant::now();
+    let out = target
+        .client
+        .exec_sync(
+            &target.container,
+            ["sh", "-c", &format!("{producer} > /dev/null")],
+            SESSION_LIMIT,
+        )
+        .await
+        .map_err(|e| format!("exec_sync: {e}"))?;
+    if out.exit_code != 0 {
+        return Err(format!("exit code {}", out.exit_code));
+    }
+    Ok(bytes as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -305,25 +354,38 @@ async fn main() {
         bytes >> 20
     );
     println!(
-        "{:<13} {:<10} {:>13} {:>11} {:>7}",
-        "workload", "transport", "runc-runtime", "containerd", "ratio"
+        "{:<13} {:<10} {:>13} {:>11} {:>7} {:>7}",
+        "workload", "transport", "runc-runtime", "containerd", "ratio", "alone"
     );
     let only = std::env::var("STREAM_ONLY").unwrap_or_default();
     let picked = |workload: Workload, transport: Transport| {
-        let name = format!("{workload:?}-{transport:?}").to_lowercase();
+        let name = format!("{}-{transport:?}", workload.name()).to_lowercase();
         only.is_empty()
             || only
                 .split(',')
                 .any(|o| o.trim().eq_ignore_ascii_case(&name))
     };
-    for workload in [Workload::Stdout, Workload::Stdin, Workload::PortForward] {
+    let workloads = [
+        Workload::Stdout,
+        Workload::StdoutDd,
+        Workload::Stdin,
+        Workload::PortForward,
+    ];
+    for workload in workloads {
         for transport in [Transport::Spdy, Transport::WebSocket] {
             if !picked(workload, transport) {
                 continue;
             }
             let mut runs = [Vec::new(), Vec::new()];
             let mut errors: [Option<String>; 2] = [None, None];
+            let mut alone_runs = Vec::new();
             for round in 0..rounds {
+                if let Some(producer) = workload.producer(bytes) {
+                    match alone(&targets[0], &producer, bytes).await {
+                        Ok(rate) => alone_runs.push(rate),
+                        Err(e) => println!("    alone: {e}"),
+                    }
+                }
                 let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
                 for index in order {
                     let session = measure(&targets[index], workload, transport, bytes);
@@ -350,13 +412,19 @@ async fn main() {
                 }
                 _ => "-".to_string(),
             };
+            let alone_cell = if alone_runs.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.0}", median(alone_runs))
+            };
             println!(
-                "{:<13} {:<10} {:>13} {:>11} {:>7}",
-                format!("{workload:?}"),
+                "{:<13} {:<10} {:>13} {:>11} {:>7} {:>7}",
+                workload.name(),
                 format!("{transport:?}"),
                 cell(0),
                 cell(1),
-                ratio
+                ratio,
+                alone_cell
             );
             for (target, error) in targets.iter().zip(&errors) {
                 if let Some(error) = error {

@@ -1,9 +1,9 @@
 //! Exec, attach and port-forward for the streaming server.
 //!
-//! - **exec** without a terminal runs `runc exec` in the foreground with pipes; with a
-//!   terminal, `runc exec --detach --console-socket` hands over the pty master, and the
-//!   process — orphaned when runc exits — is reparented to this runtime (a child subreaper),
-//!   which waits for it.
+//! - **exec** runs `runc exec --detach`: without a terminal runc hands our pipes to the
+//!   process (which writes straight into them), with one `--console-socket` hands over the
+//!   pty master; either way the process, orphaned when runc exits, is reparented to this
+//!   runtime (a child subreaper), which waits for it through a pidfd.
 //! - **attach** connects to the container's monitor: one control-socket connection per
 //!   stream, plus resize requests.
 //! - **port-forward** connects to `127.0.0.1:<port>` in the pod's network namespace: directly
@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::monitor::console;
 use crate::monitor::protocol::{self, AttachStream, Request};
-use crate::runtime::{ExecFiles, KillOnDrop, Pod, Runtime, exited_within, host_network};
+use crate::runtime::{Adopted, ExecFiles, KillOnDrop, Pod, Runtime, exited_within, host_network};
 
 /// The size of an exec's pipes (Linux's default is 64 KiB; an unprivileged process may raise
 /// its own up to `/proc/sys/fs/pipe-max-size`, 1 MiB by default).
@@ -67,6 +67,13 @@ async fn finish(task: JoinHandle<()>) {
     }
 }
 
+/// [`finish`] for each of the output tasks.
+async fn finish_all(mut tasks: AbortOnDrop) {
+    for task in std::mem::take(&mut tasks.0) {
+        finish(task).await;
+    }
+}
+
 /// Aborts the tasks it holds when dropped (an error path leaving them behind).
 struct AbortOnDrop(Vec<JoinHandle<()>>);
 
@@ -85,7 +92,7 @@ impl Runtime {
         files: &ExecFiles,
         session: Session,
     ) -> Result<i32, StreamError> {
-        let mut child = self
+        let mut runc = self
             .exec_command(id, files, None)
             .stdin(if session.stdin.is_some() {
                 Stdio::piped()
@@ -96,9 +103,9 @@ impl Runtime {
             .map_err(|e| failed(format!("running runc exec: {e}")))?;
         // Pipes of 1 MiB rather than 64 KiB: the process writes on while the session drains.
         for fd in [
-            child.stdin.as_ref().map(|p| p.as_fd()),
-            child.stdout.as_ref().map(|p| p.as_fd()),
-            child.stderr.as_ref().map(|p| p.as_fd()),
+            runc.stdin.as_ref().map(|p| p.as_fd()),
+            runc.stdout.as_ref().map(|p| p.as_fd()),
+            runc.stderr.as_ref().map(|p| p.as_fd()),
         ]
         .into_iter()
         .flatten()
@@ -106,31 +113,43 @@ impl Runtime {
             let _ = rustix::pipe::fcntl_setpipe_size(fd, EXEC_PIPE_SIZE);
         }
         let mut guard = KillOnDrop(files, true);
-        let stdin = match (session.stdin, child.stdin.take()) {
+        let stdin = match (session.stdin, runc.stdin.take()) {
             (Some(mut input), Some(mut pipe)) => Some(tokio::spawn(async move {
                 let _ = cri_streaming::copy(&mut input, &mut pipe).await;
                 let _ = pipe.shutdown().await;
             })),
             _ => None,
         };
-        let stdout = child
+        let _stdin = AbortOnDrop(stdin.into_iter().collect());
+        // The process writes straight into these pipes (runc handed them over); runc's own
+        // complaints, should it fail, arrive on stderr too.
+        let stdout = runc
             .stdout
             .take()
             .map(|out| tokio::spawn(copy_out(out, session.stdout)));
-        let stderr = child
+        let stderr = runc
             .stderr
             .take()
             .map(|err| tokio::spawn(copy_out(err, session.stderr)));
-        let status = child.wait().await;
-        guard.disarm();
-        for task in [stdout, stderr].into_iter().flatten() {
-            finish(task).await;
-        }
-        if let Some(stdin) = stdin {
-            stdin.abort();
-        }
-        let status = status.map_err(|e| failed(format!("waiting for runc exec: {e}")))?;
-        Ok(status.code().unwrap_or(255))
+        let outputs = AbortOnDrop(stdout.into_iter().chain(stderr).collect());
+        let status = runc
+            .wait()
+            .await
+            .map_err(|e| failed(format!("waiting for runc exec: {e}")))?;
+        let code = if status.success() {
+            let pid = files
+                .pid()
+                .ok_or_else(|| failed("runc exec wrote no pid for the process"))?;
+            let mut process = Adopted::new(pid).map_err(cri_error)?;
+            guard.disarm();
+            process.wait().await.map_err(cri_error)?
+        } else {
+            // The process did not start; runc said why on the stderr stream.
+            guard.disarm();
+            status.code().unwrap_or(255)
+        };
+        finish_all(outputs).await;
+        Ok(code)
     }
 
     async fn exec_tty(
@@ -163,15 +182,8 @@ impl Runtime {
         let pid = files
             .pid()
             .ok_or_else(|| failed("runc exec wrote no pid for the process"))?;
-        // runc has exited, so the process is our child now (we are a subreaper).
-        let waiter = tokio::task::spawn_blocking(move || {
-            loop {
-                match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
-                    Err(rustix::io::Errno::INTR) => continue,
-                    other => return other,
-                }
-            }
-        });
+        let mut process = Adopted::new(pid).map_err(cri_error)?;
+        guard.disarm();
 
         let dup = |fd: &std::os::fd::OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 3);
         let reader = dup(&master)
@@ -203,23 +215,12 @@ impl Runtime {
             })
         });
         let output = tokio::spawn(copy_out(reader, session.stdout));
-        let status = waiter.await.map_err(failed)?;
-        guard.disarm();
+        let code = process.wait().await.map_err(cri_error);
         finish(output).await;
         for task in [stdin, resizes].into_iter().flatten() {
             task.abort();
         }
-        let status = status
-            .map_err(|e| failed(format!("waiting for the exec'd process: {e}")))?
-            .map(|(_, status)| status);
-        Ok(match status {
-            Some(status) => match (status.exit_status(), status.terminating_signal()) {
-                (Some(code), _) => code,
-                (None, Some(signal)) => 128 + signal,
-                _ => 255,
-            },
-            None => 255,
-        })
+        code
     }
 
     /// The network namespace of `pod`, open: pinned at `<pod dir>/netns` when the pod was

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
 };
@@ -38,8 +38,9 @@ pub(super) const DEFAULT_WINDOW: i64 = 65_536;
 const CONTROL_QUEUE_LIMIT: usize = 1024;
 /// Bytes of frames the writer serializes per transport write.
 const BATCH_BYTES: usize = 256 * 1024;
-/// DATA payloads are read (and buffered) in pieces of at most this size.
-const READ_CHUNK: usize = 16 * 1024;
+/// DATA payloads are read (and buffered) in pieces of at most this size: one piece per DATA
+/// frame of our own default size.
+const READ_CHUNK: usize = 32 * 1024;
 /// Peer-opened streams waiting in `Incoming`; more are refused.
 const MAX_PENDING_ACCEPT: usize = 1024;
 /// Time the writer gets to flush queued frames once the session is closing.
@@ -54,6 +55,9 @@ pub(super) struct Limits {
     session_window: i64,
     max_frame: usize,
     pub(super) max_control: usize,
+    /// DATA bytes queued or being written before writers wait: two batches, so that the
+    /// handles fill the next batch while the writer task writes the current one (with one,
+    /// producer and writer took turns).
     queue_limit: usize,
     /// How far a flow-controlled peer may overrun a stream window smaller than 64 KiB (it
     /// may have sent before it saw our SETTINGS).
@@ -74,7 +78,7 @@ impl Limits {
             session_window,
             max_frame,
             max_control: config.max_control_frame.clamp(256, frame::MAX_LENGTH),
-            queue_limit: (256 * 1024).max(2 * max_frame),
+            queue_limit: (2 * BATCH_BYTES).max(2 * max_frame),
             slack: (DEFAULT_WINDOW - initial_window).max(0),
         }
     }
@@ -1324,6 +1328,21 @@ async fn read_full<R: AsyncRead + Unpin>(io: &mut R, buf: &mut [u8]) -> Result<(
     }
 }
 
+/// Reads exactly `n` bytes into a new buffer, without zeroing it first.
+async fn read_chunk<R: AsyncRead + Unpin>(io: &mut R, n: usize) -> Result<Bytes, ReadEnd> {
+    let mut chunk = bytes::BytesMut::with_capacity(n);
+    while chunk.len() < n {
+        let left = n - chunk.len();
+        let mut limited = (&mut chunk).limit(left);
+        match io.read_buf(&mut limited).await {
+            Ok(0) => return Err(ReadEnd::Truncated),
+            Ok(_) => {}
+            Err(err) => return Err(ReadEnd::Io(err)),
+        }
+    }
+    Ok(chunk.freeze())
+}
+
 async fn read_frames<R: AsyncRead + Unpin>(io: R, shared: &Shared) -> Result<(), ReadEnd> {
     let mut io = BufReader::with_capacity(32 * 1024, io);
     let mut inflater = Decompressor::new();
@@ -1432,9 +1451,8 @@ async fn on_data<R: AsyncRead + Unpin>(
         let n = remaining.min(READ_CHUNK);
         if live {
             wait_until(shared, |st| st.has_room(stream, n)).await;
-            let mut chunk = vec![0u8; n];
-            read_full(io, &mut chunk).await?;
-            shared.with(|st| st.data_chunk(stream, Bytes::from(chunk)));
+            let chunk = read_chunk(io, n).await?;
+            shared.with(|st| st.data_chunk(stream, chunk));
         } else {
             read_full(io, &mut sink[..n]).await?;
         }

@@ -113,29 +113,20 @@ impl Runtime {
         Ok(files)
     }
 
-    /// `runc exec` arguments for `files` (`--detach` for a terminal exec).
+    /// `runc exec --detach` for `files`: runc hands its own stdin, stdout and stderr (or the
+    /// terminal, through `console_socket`) to the process and exits once it runs; the
+    /// process, orphaned, is reparented to this runtime (a child subreaper), which adopts it
+    /// ([`Adopted`]). A foreground `runc exec` would instead copy every byte of the output
+    /// through its own pipes (a second hop, a fifth of the CPU of a fast stream) and end
+    /// only with the output, not with the process.
     pub(crate) fn exec_command(
         &self,
         id: &str,
         files: &ExecFiles,
         console_socket: Option<&Path>,
     ) -> tokio::process::Command {
-        self.exec_command_detached(id, files, console_socket.is_some(), console_socket)
-    }
-
-    /// `runc exec` arguments for `files`; with `detach`, runc exits once the process runs.
-    fn exec_command_detached(
-        &self,
-        id: &str,
-        files: &ExecFiles,
-        detach: bool,
-        console_socket: Option<&Path>,
-    ) -> tokio::process::Command {
         let mut command = self.runc.command();
-        command.arg("exec");
-        if detach {
-            command.arg("--detach");
-        }
+        command.arg("exec").arg("--detach");
         if let Some(socket) = console_socket {
             command.arg("--console-socket").arg(socket);
         }
@@ -148,13 +139,10 @@ impl Runtime {
         command
     }
 
-    /// Runs `cmd` with `runc exec --detach`, its stdout and stderr on our pipes (runc hands
-    /// its own stdio to a detached process). runc exits once the process runs; the process,
-    /// orphaned, is reparented to this runtime (a child subreaper), which waits for it. The
-    /// command is done when that process exits, not when its output ends: a background child
-    /// (`sleep 100 &`) may hold the pipes open for as long as it lives, so the output is read
-    /// meanwhile and for a short grace after. (A foreground `runc exec` would not do: it
-    /// copies the output itself and exits only at its end.)
+    /// Runs `cmd` with `runc exec --detach` ([`Runtime::exec_command`]), its stdout and
+    /// stderr on our pipes. The command is done when the adopted process exits, not when its
+    /// output ends: a background child (`sleep 100 &`) may hold the pipes open for as long as
+    /// it lives, so the output is read meanwhile and for a short grace after.
     pub(crate) async fn exec_sync(
         &self,
         id: &str,
@@ -164,7 +152,7 @@ impl Runtime {
         let container = self.running(id)?;
         let files = self.prepare_exec(&container, cmd, false)?;
         let mut runc = self
-            .exec_command_detached(id, &files, true, None)
+            .exec_command(id, &files, None)
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| error::io("running runc exec", e))?;
@@ -242,7 +230,7 @@ impl Runtime {
 /// An exec'd process adopted by this runtime after its `runc exec --detach` exited, held by
 /// a pidfd (signals through it cannot reach another process that reuses the pid). A blocking
 /// thread waits for and reaps it; dropped before it exits, it is killed.
-struct Adopted {
+pub(crate) struct Adopted {
     pidfd: Arc<OwnedFd>,
     waiter: tokio::task::JoinHandle<std::io::Result<i32>>,
 }
@@ -250,7 +238,7 @@ struct Adopted {
 impl Adopted {
     /// Adopts `pid`, which must be our child (reparented to us): unreaped, its pid is not
     /// reused, so the pidfd names it.
-    fn new(pid: rustix::process::Pid) -> Result<Self> {
+    pub(crate) fn new(pid: rustix::process::Pid) -> Result<Self> {
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
             .map_err(|e| error::io("opening a pidfd for the exec'd process", e.into()))?;
         let pidfd = Arc::new(pidfd);
@@ -275,7 +263,7 @@ impl Adopted {
 
     /// Waits for the process to exit: its exit code, or 128 + the signal. Call it until it
     /// returns, at most once after.
-    async fn wait(&mut self) -> Result<i32> {
+    pub(crate) async fn wait(&mut self) -> Result<i32> {
         match (&mut self.waiter).await {
             Ok(Ok(code)) => Ok(code),
             Ok(Err(e)) => Err(error::io("waiting for the exec'd process", e)),

@@ -29,7 +29,7 @@ use crate::runc::Runc;
 use crate::state::{self, ContainerRecord, PodIntent, PodRecord};
 
 pub(crate) use containers::Container;
-pub(crate) use exec::{ExecFiles, KillOnDrop};
+pub(crate) use exec::{Adopted, ExecFiles, KillOnDrop};
 pub(crate) use pods::{Pod, host_network};
 pub(crate) use stats::disk_usage;
 
