@@ -1,49 +1,56 @@
 //! The streaming server's in-process ceiling: a large stdout through exec sessions served by
-//! a runtime that writes zeros (no container behind it), read by our client, in MiB/s.
+//! a runtime that writes zeros (no container behind it), read by our client, in MiB/s, with
+//! the CPU time the process spent per GiB (user + system, both ends of the session).
 //!
-//! With the containerd peer running, its column shows containerd's server fed by a real
-//! container (`head -c N /dev/zero` in busybox). That is *not* the same work, so its ratio is
-//! not a comparison of the two servers; for that, with a real container on both sides, run
+//! It is the limit of the server and client alone, not a comparison with any runtime; for
+//! that, with a real container under runc-runtime and under containerd, run
 //! `cargo bench -p runc-runtime --bench streaming`.
 //!
-//! Run: `cargo bench -p cri-client --bench streaming` (optionally after
-//! `scripts/containerd-peer start` with its `env` exported).
+//! Run: `cargo bench -p cri-client --bench streaming`. `STREAM_MIB` (default 256) sets the
+//! bytes per session, `STREAM_ROUNDS` (default 5) the sessions per transport, and
+//! `STREAM_ONLY=spdy` or `websocket` one transport (e.g. to profile it).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use cri_client::Client;
 use cri_client::cri_api::v1::*;
 use cri_client::streaming::{Streams, Transport};
 use cri_streaming::{Session, StreamError, StreamingRuntime, async_trait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const MIB: usize = 256;
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
+}
 
-struct Zeros;
+/// Writes `bytes` zeros to stdout in 64 KiB writes.
+struct Zeros {
+    bytes: AtomicUsize,
+}
 
 #[async_trait]
 impl StreamingRuntime for Zeros {
     async fn exec(&self, _: &str, _: Vec<String>, mut s: Session) -> Result<i32, StreamError> {
         let chunk = vec![0u8; 64 * 1024];
+        let mut left = self.bytes.load(Ordering::Relaxed);
         if let Some(out) = s.stdout.as_mut() {
-            for _ in 0..MIB * 16 {
-                out.write_all(&chunk)
+            while left > 0 {
+                let n = left.min(chunk.len());
+                out.write_all(&chunk[..n])
                     .await
                     .map_err(|e| StreamError::Failed(e.to_string()))?;
+                left -= n;
             }
         }
         Ok(0)
     }
 }
 
-/// Runs one session whose stdout is counted and thrown away; returns MiB/s.
-async fn measure(run: impl std::future::Future<Output = (usize, f64)>) -> f64 {
-    let (bytes, secs) = run.await;
-    assert_eq!(bytes, MIB << 20, "all bytes arrived");
-    bytes as f64 / (1 << 20) as f64 / secs
-}
-
+/// One session whose stdout is counted and thrown away: the bytes and the seconds it took.
 async fn session(url: &str, transport: Transport) -> (usize, f64) {
     let (writer, mut reader) = tokio::io::duplex(256 * 1024);
     let counter = tokio::spawn(async move {
@@ -73,18 +80,39 @@ async fn session(url: &str, transport: Transport) -> (usize, f64) {
     (total, started.elapsed().as_secs_f64())
 }
 
+/// User + system CPU seconds this process has used, all threads (`/proc/self/stat`, in
+/// ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("reading /proc/self/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let ticks: u64 = rest
+        .split(' ')
+        .skip(11) // utime and stime are fields 14 and 15; `rest` starts at field 3
+        .take(2)
+        .map(|t| t.parse::<u64>().expect("a tick count"))
+        .sum();
+    ticks as f64 / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
 fn main() {
+    let bytes = env_usize("STREAM_MIB", 256) << 20;
+    let rounds = env_usize("STREAM_ROUNDS", 5);
+    let only = std::env::var("STREAM_ONLY").unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let ours = cri_streaming::Server::start(Arc::new(Zeros), cri_streaming::Config::default())
+        let runtime = Arc::new(Zeros {
+            bytes: AtomicUsize::new(bytes),
+        });
+        let ours = cri_streaming::Server::start(runtime, cri_streaming::Config::default())
             .await
             .unwrap();
         let request = ExecRequest {
@@ -93,109 +121,33 @@ fn main() {
             stdout: true,
             ..Default::default()
         };
-        let peer = cri_testkit::peer::containerd();
-        let containerd = match &peer {
-            Some(peer) => {
-                let client = Client::connect(&peer.endpoint).await.unwrap();
-                let config = PodSandboxConfig {
-                    metadata: Some(PodSandboxMetadata {
-                        name: "bench".into(),
-                        namespace: "bench".into(),
-                        uid: format!("bench-{}", std::process::id()),
-                        attempt: 0,
-                    }),
-                    linux: Some(LinuxPodSandboxConfig {
-                        cgroup_parent: format!("/cri-bench/pod-{}", std::process::id()),
-                        security_context: Some(LinuxSandboxSecurityContext {
-                            namespace_options: Some(NamespaceOption {
-                                network: NamespaceMode::Node as i32,
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                };
-                let pod = client.run_pod_sandbox(config.clone(), "").await.unwrap();
-                let container = ContainerConfig {
-                    metadata: Some(ContainerMetadata {
-                        name: "zeros".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(ImageSpec {
-                        image: peer.image.clone(),
-                        ..Default::default()
-                    }),
-                    command: vec!["sleep".into(), "3600".into()],
-                    ..Default::default()
-                };
-                let id = client
-                    .create_container(&pod, container, Some(config))
-                    .await
-                    .unwrap();
-                client.start_container(&id).await.unwrap();
-                Some((client, pod, id))
-            }
-            None => None,
-        };
         println!(
-            "{MIB} MiB of stdout per session, median of 3, MiB/s; ours = in-process ceiling \
-             (no container), containerd = a real container: not like with like"
+            "\nin-process ceiling of the streaming server and client (no container): {} MiB of \
+             stdout per session, median of {rounds}",
+            bytes >> 20
         );
-        println!(
-            "{:<10} {:>14} {:>14} {:>8}",
-            "transport", "ours", "containerd", "ratio"
-        );
+        println!("{:<10} {:>8} {:>14}", "transport", "MiB/s", "CPU s per GiB");
         for transport in [Transport::Spdy, Transport::WebSocket] {
-            let mut ours_runs = Vec::new();
-            let mut theirs_runs = Vec::new();
-            for _ in 0..3 {
+            let name = format!("{transport:?}").to_lowercase();
+            if !only.is_empty() && !only.eq_ignore_ascii_case(&name) {
+                continue;
+            }
+            let (mut rates, mut cpu) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
                 let url = ours.exec_url(request.clone()).unwrap();
-                ours_runs.push(measure(session(&url, transport)).await);
-                if let Some((client, _, id)) = &containerd {
-                    let url = client
-                        .call(ExecRequest {
-                            container_id: id.clone(),
-                            cmd: vec![
-                                "head".into(),
-                                "-c".into(),
-                                (MIB << 20).to_string(),
-                                "/dev/zero".into(),
-                            ],
-                            stdout: true,
-                            ..Default::default()
-                        })
-                        .await
-                        .unwrap()
-                        .url;
-                    theirs_runs.push(measure(session(&url, transport)).await);
-                }
+                let before = cpu_seconds();
+                let (moved, secs) = session(&url, transport).await;
+                assert_eq!(moved, bytes, "all bytes arrived");
+                let gib = bytes as f64 / (1u64 << 30) as f64;
+                cpu.push((cpu_seconds() - before) / gib);
+                rates.push(bytes as f64 / (1 << 20) as f64 / secs);
             }
-            let (o, t) = (
-                median(ours_runs),
-                (!theirs_runs.is_empty()).then(|| median(theirs_runs)),
+            println!(
+                "{:<10} {:>8.0} {:>14.2}",
+                format!("{transport:?}"),
+                median(rates),
+                median(cpu)
             );
-            match t {
-                Some(t) => println!(
-                    "{:<10} {:>14.0} {:>14.0} {:>7.2}x",
-                    format!("{transport:?}"),
-                    o,
-                    t,
-                    o / t
-                ),
-                None => println!(
-                    "{:<10} {:>14.0} {:>14} {:>8}",
-                    format!("{transport:?}"),
-                    o,
-                    "-",
-                    "-"
-                ),
-            }
-        }
-        if let Some((client, pod, _)) = containerd {
-            let _ = client.stop_pod_sandbox(&pod).await;
-            let _ = client.remove_pod_sandbox(&pod).await;
         }
     });
 }

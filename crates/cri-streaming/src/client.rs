@@ -320,15 +320,16 @@ async fn run_spdy(
     if let (Some(from), Some(to)) = (stdin, stdin_stream) {
         tokio::spawn(copy_and_close(from, to));
     }
+    // The streams hand over their received pieces (`AsyncBufRead`): no copy on the way.
     if let (Some(mut to), Some(mut from)) = (stdout, stdout_stream) {
         tasks.push(tokio::spawn(async move {
-            let _ = crate::io::copy(&mut from, &mut to).await;
+            let _ = tokio::io::copy_buf(&mut from, &mut to).await;
             let _ = to.flush().await;
         }));
     }
     if let (Some(mut to), Some(mut from)) = (stderr, stderr_stream) {
         tasks.push(tokio::spawn(async move {
-            let _ = crate::io::copy(&mut from, &mut to).await;
+            let _ = tokio::io::copy_buf(&mut from, &mut to).await;
             let _ = to.flush().await;
         }));
     }

@@ -371,8 +371,8 @@ where
     } else {
         None
     };
-    let (out_writer, mut out_reader) = tokio::io::duplex(64 * 1024);
-    let (err_writer, mut err_reader) = tokio::io::duplex(64 * 1024);
+    let (out_writer, mut out_reader) = tokio::io::duplex(4 * cri_client::streaming::COPY_BUFFER);
+    let (err_writer, mut err_reader) = tokio::io::duplex(4 * cri_client::streaming::COPY_BUFFER);
     let streams = cri_client::streaming::Streams {
         stdin: interactive.then(|| Box::pin(tokio::io::stdin()) as cri_client::streaming::Reader),
         stdout: Some(Box::pin(out_writer)),
@@ -384,7 +384,7 @@ where
     let out = &mut *ctx.out;
     let err = &mut *ctx.err;
     let copy_out = async {
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = vec![0u8; cri_client::streaming::COPY_BUFFER];
         loop {
             match out_reader.read(&mut buf).await {
                 Ok(0) | Err(_) => return Ok::<_, std::io::Error>(()),
@@ -396,7 +396,7 @@ where
         }
     };
     let copy_err = async {
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = vec![0u8; cri_client::streaming::COPY_BUFFER];
         loop {
             match err_reader.read(&mut buf).await {
                 Ok(0) | Err(_) => return Ok::<_, std::io::Error>(()),

@@ -724,6 +724,43 @@ impl State {
         }
     }
 
+    /// Takes the next received piece of stream `id` whole (an empty one at end of file),
+    /// returning it to the windows as read.
+    pub(super) fn poll_take(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        let ended = self.ended.is_some();
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Poll::Ready(Err(self.stream_error(id).into()));
+        };
+        if s.buffered == 0
+            && let Some(err) = s.reset_error(id)
+        {
+            return Poll::Ready(Err(err.into()));
+        }
+        // An empty piece would read as end of file.
+        while s.recv.front().is_some_and(Bytes::is_empty) {
+            s.recv.pop_front();
+        }
+        if let Some(chunk) = s.recv.pop_front() {
+            let n = chunk.len();
+            s.buffered -= n;
+            self.total_buffered -= n;
+            if self.reader_waiting {
+                self.reader_waiting = false;
+                self.fx.reader = true;
+            }
+            self.consume(id, n);
+            return Poll::Ready(Ok(chunk));
+        }
+        if s.remote_fin {
+            return Poll::Ready(Ok(Bytes::new()));
+        }
+        if ended {
+            return Poll::Ready(Err(self.stream_error(id).into()));
+        }
+        s.read_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
     pub(super) fn poll_read(
         &mut self,
         id: u32,

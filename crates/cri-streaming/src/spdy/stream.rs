@@ -5,9 +5,11 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Headers;
 use super::error::{Error, ResetReason};
@@ -148,6 +150,8 @@ impl Drop for PendingOpen<'_> {
 /// - [`AsyncRead`] yields the peer's DATA; end of file once the peer half-closed (FIN); an
 ///   error once the stream was reset or the session ended before the peer's FIN. Data not
 ///   yet read is bounded by this side's window (`Config::initial_window`).
+/// - [`AsyncBufRead`] yields the same DATA without copying it: the received pieces
+///   themselves, one at a time (what [`tokio::io::copy_buf`] wants).
 /// - [`AsyncWrite`] sends DATA in frames of at most `Config::max_frame` bytes, waiting
 ///   (`Pending`) while the peer's flow-control windows or the session's send queue are
 ///   full. `poll_flush` waits until everything written so far has been handed to the
@@ -162,6 +166,10 @@ pub struct Stream {
     _live: Arc<Liveness>,
     id: u32,
     headers: Headers,
+    /// Received data taken out of the session for [`AsyncBufRead`], not yet consumed.
+    taken: Bytes,
+    /// [`Stream::reset`] was called: what was taken is dropped, reads fail.
+    was_reset: AtomicBool,
 }
 
 impl Stream {
@@ -171,6 +179,8 @@ impl Stream {
             _live: live,
             id,
             headers,
+            taken: Bytes::new(),
+            was_reset: AtomicBool::new(false),
         }
     }
 
@@ -194,7 +204,16 @@ impl Stream {
     /// fail from then on. Does nothing once both sides have half-closed.
     pub fn reset(&self) {
         let id = self.id;
+        self.was_reset.store(true, Ordering::Relaxed);
         self.shared.with(|st| st.reset_by_user(id));
+    }
+
+    /// What was taken for [`AsyncBufRead`] and not yet consumed, unless the stream was reset.
+    fn taken(&mut self) -> &[u8] {
+        if !self.taken.is_empty() && *self.was_reset.get_mut() {
+            self.taken.clear();
+        }
+        &self.taken
     }
 
     /// Largest amount of received data that was buffered at once.
@@ -211,8 +230,36 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let id = self.id;
-        self.shared.with(|st| st.poll_read(id, cx, buf))
+        let this = self.get_mut();
+        let taken = this.taken();
+        if !taken.is_empty() {
+            let n = taken.len().min(buf.remaining());
+            buf.put_slice(&taken[..n]);
+            this.taken.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let id = this.id;
+        this.shared.with(|st| st.poll_read(id, cx, buf))
+    }
+}
+
+impl AsyncBufRead for Stream {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.taken().is_empty() {
+            let id = this.id;
+            match this.shared.with(|st| st.poll_take(id, cx)) {
+                Poll::Ready(Ok(chunk)) => this.taken = chunk,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(&this.taken))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        this.taken.advance(amt.min(this.taken.len()));
     }
 }
 

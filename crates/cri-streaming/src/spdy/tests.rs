@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::frame::{self, Head, Outgoing, Received};
 use super::headers::{Compressor, Decompressor, decode_block, dictionary, encode_block};
@@ -629,6 +629,55 @@ async fn ping_round_trip() {
         assert!(rtt < LIMIT);
         p.server.ping().await.unwrap();
         p.client.ping().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn buffered_reads_hand_over_the_received_pieces() {
+    within(async {
+        let small = Config {
+            initial_window: 64 * 1024,
+            session_window: 64 * 1024,
+            ..Config::default()
+        };
+        let mut p = pair_with(small.clone(), small);
+        let (mut c, mut s) = open_accepted(&mut p, h(&[("streamtype", "stdout")])).await;
+        // 4 MiB through a 64 KiB window: every piece is taken (and returned to the window)
+        // as the copy goes, mixed with plain reads, and arrives whole and in order.
+        const TOTAL: usize = 4 * 1024 * 1024;
+        let sent = pattern(11, TOTAL);
+        let expected = sent.clone();
+        let writer = tokio::spawn(async move {
+            s.write_all(&sent).await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        let mut first = [0u8; 100];
+        c.read_exact(&mut first).await.unwrap();
+        got.extend_from_slice(&first);
+        // A partly consumed piece, then a plain read of the rest of it.
+        let piece = c.fill_buf().await.unwrap().len();
+        assert!(piece > 10, "a received piece, not {piece} bytes");
+        got.extend_from_slice(&c.fill_buf().await.unwrap()[..10]);
+        c.consume(10);
+        let mut rest = vec![0u8; piece - 10];
+        c.read_exact(&mut rest).await.unwrap();
+        got.extend_from_slice(&rest);
+        tokio::io::copy_buf(&mut c, &mut got).await.unwrap();
+        assert_eq!(got.len(), TOTAL);
+        assert!(got == expected, "the bytes arrived in order");
+        assert!(c.fill_buf().await.unwrap().is_empty(), "end of file stays");
+        writer.await.unwrap();
+
+        // A reset drops what was taken and fails buffered reads.
+        let (mut c, mut s) = open_accepted(&mut p, h(&[("streamtype", "y")])).await;
+        s.write_all(b"taken, then dropped").await.unwrap();
+        assert_eq!(c.fill_buf().await.unwrap(), b"taken, then dropped");
+        c.reset();
+        assert!(c.fill_buf().await.is_err());
+        let err = c.read(&mut [0u8; 8]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
     })
     .await;
 }
