@@ -4,18 +4,25 @@
 //!
 //! `cargo bench -p runc-runtime --bench streaming` (as root, with the containerd peer running:
 //! `scripts/containerd-peer start` and its `env` exported). Workloads, each over SPDY and over
-//! WebSocket, `STREAM_MIB` MiB (default 256) per session:
+//! WebSocket, `STREAM_MIB` MiB (default 256) per session, each moved by two tools in the
+//! container: busybox `head -c` (what issue #18 measured; it reads and writes 4 KiB at a time
+//! and is itself the bound) and busybox `dd bs=128k` (rows ending in `-dd`):
 //!
-//! - **stdout**: `head -c N /dev/zero` in the container, read by the client;
-//! - **stdin**: the client writes N bytes into `head -c N > /dev/null` (which exits once it
-//!   has them, so no end-of-stdin signal is needed, which containerd's WebSocket cannot give);
-//! - **port-forward**: a connection through the port-forward session to `nc` in the pod,
-//!   which sends N bytes of `/dev/zero`.
+//! - **stdout**: the tool writes N zeros, read by the client;
+//! - **stdin**: the client writes N bytes, which the tool reads and discards; it exits once
+//!   it has them (so no end-of-stdin signal is needed, which containerd's WebSocket cannot
+//!   give) and says how many it got (`wc -c`, `dd`'s record count), which is checked;
+//! - **port-forward**: a connection through the port-forward session to `nc -e` in the pod,
+//!   whose tool sends N zeros.
 //!
-//! The table gives medians of `STREAM_ROUNDS` (default 5) in MiB/s and the ratio ours /
-//! containerd (above 1 is faster). `STREAM_ONLY` picks rows by name, comma-separated
-//! (`STREAM_ONLY=stdout-spdy,stdin-websocket`), e.g. to profile one of them. For the in-process ceiling of the streaming server alone,
-//! with no container behind it, see `cargo bench -p cri-client --bench streaming`.
+//! The table gives medians of `STREAM_ROUNDS` (default 5) in MiB/s, the ratio ours /
+//! containerd (above 1 is faster), and "alone": the tool moving N bytes from `/dev/zero` to
+//! `/dev/null` inside runc-runtime's container (through ExecSync), the most any transport
+//! could carry from it. `STREAM_ONLY` picks rows by name, comma-separated
+//! (`STREAM_ONLY=stdout-dd-spdy,stdin-websocket`), e.g. to profile one of them. For the
+//! in-process ceiling of the streaming server and client alone, with no container behind
+//! them, see `cargo bench -p cri-client --bench streaming`; for the `cri` command itself,
+//! `scripts/stream-cli-bench`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -40,33 +47,69 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Workload {
-    /// `head -c N /dev/zero`: what the issue measured; busybox `head` writes 4 KiB at a time.
     Stdout,
-    /// `dd bs=128k`: the same bytes from a producer that is not itself the bound.
-    StdoutDd,
     Stdin,
     PortForward,
 }
 
+/// What moves the bytes in the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tool {
+    /// busybox `head -c`: what issue #18 measured; it reads and writes 4 KiB at a time and
+    /// is itself the bound (see the "alone" column).
+    Head,
+    /// busybox `dd bs=128k`: the same bytes from a tool that is not the bound.
+    Dd,
+}
+
 impl Workload {
-    fn name(self) -> &'static str {
-        match self {
+    fn name(self, tool: Tool) -> String {
+        let base = match self {
             Workload::Stdout => "stdout",
-            Workload::StdoutDd => "stdout-dd",
             Workload::Stdin => "stdin",
             Workload::PortForward => "port-forward",
+        };
+        match tool {
+            Tool::Head => base.to_string(),
+            Tool::Dd => format!("{base}-dd"),
+        }
+    }
+}
+
+impl Tool {
+    /// The command that writes `bytes` zeros to its stdout.
+    fn producer(self, bytes: usize) -> Vec<String> {
+        let words = match self {
+            Tool::Head => format!("head -c {bytes} /dev/zero"),
+            Tool::Dd => format!("dd if=/dev/zero bs={DD_BLOCK} count={}", bytes / DD_BLOCK),
+        };
+        words.split(' ').map(String::from).collect()
+    }
+
+    /// A shell command that reads `bytes` from its stdin, discards them and prints evidence
+    /// of how many it got (checked by [`Tool::received`]); it exits once it has them, so no
+    /// end-of-stdin signal is needed (containerd's WebSocket cannot give one).
+    fn consumer(self, bytes: usize) -> String {
+        match self {
+            Tool::Head => format!("head -c {bytes} | wc -c"),
+            Tool::Dd => format!(
+                "dd of=/dev/null bs={DD_BLOCK} count={} iflag=fullblock 2>&1",
+                bytes / DD_BLOCK
+            ),
         }
     }
 
-    /// The container command that writes `bytes` to stdout, for the stdout workloads.
-    fn producer(self, bytes: usize) -> Option<String> {
+    /// The bytes the consumer says it got: `wc -c`'s count, or `dd`'s full blocks ("K+0
+    /// records in").
+    fn received(self, printed: &str) -> Option<usize> {
         match self {
-            Workload::Stdout => Some(format!("head -c {bytes} /dev/zero")),
-            Workload::StdoutDd => Some(format!(
-                "dd if=/dev/zero bs={DD_BLOCK} count={} 2>/dev/null",
-                bytes / DD_BLOCK
-            )),
-            Workload::Stdin | Workload::PortForward => None,
+            Tool::Head => printed.trim().parse().ok(),
+            Tool::Dd => {
+                let line = printed.lines().find(|l| l.ends_with("records in"))?;
+                let (full, rest) = line.split_once('+')?;
+                rest.starts_with("0 ")
+                    .then(|| full.parse::<usize>().ok().map(|k| k * DD_BLOCK))?
+            }
         }
     }
 }
@@ -74,13 +117,21 @@ impl Workload {
 /// `dd`'s block size: one `write(2)` per block (coreutils `cat` copies 128 KiB at a time too).
 const DD_BLOCK: usize = 128 * 1024;
 
-/// A host-network pod with a `sleep` container and an `nc` server container in one runtime.
+/// A host-network pod with a `sleep` container and two `nc` servers (one sending with
+/// `head`, one with `dd`) in one runtime.
 struct Target {
     name: &'static str,
     client: Client,
     pod: String,
     container: String,
-    port: u16,
+    /// The servers' ports: `head`, `dd`.
+    ports: [u16; 2],
+}
+
+impl Target {
+    fn port(&self, tool: Tool) -> u16 {
+        self.ports[tool as usize]
+    }
 }
 
 async fn target(
@@ -143,27 +194,21 @@ async fn target(
         }
     };
     let container = run("sleeper", vec!["sleep".into(), "3600".into()]).await;
-    let nc: Vec<String> = [
-        "nc",
-        "-ll",
-        "-p",
-        &port.to_string(),
-        "-e",
-        "head",
-        "-c",
-        &bytes.to_string(),
-        "/dev/zero",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    run("server", nc).await;
+    let ports = [port, port + 2];
+    for (server, tool) in [("server-head", Tool::Head), ("server-dd", Tool::Dd)] {
+        let mut nc: Vec<String> = ["nc", "-ll", "-p", &ports[tool as usize].to_string(), "-e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        nc.extend(tool.producer(bytes));
+        run(server, nc).await;
+    }
     Target {
         name,
         client,
         pod,
         container,
-        port,
+        ports,
     }
 }
 
@@ -179,24 +224,24 @@ async fn drain(mut reader: impl tokio::io::AsyncRead + Unpin) -> usize {
     }
 }
 
-/// One session of `workload`; returns MiB/s, or what went wrong.
+/// One session of `workload` moved by `tool`; returns MiB/s, or what went wrong.
 async fn measure(
     target: &Target,
     workload: Workload,
+    tool: Tool,
     transport: Transport,
     bytes: usize,
 ) -> Result<f64, String> {
     let started = Instant::now();
     let moved = match workload {
-        Workload::Stdout | Workload::StdoutDd => {
-            let producer = workload.producer(bytes).expect("a stdout workload");
+        Workload::Stdout => {
             let (writer, reader) = tokio::io::duplex(256 * 1024);
             let counter = tokio::spawn(drain(reader));
             let code = target
                 .client
                 .exec(
                     &target.container,
-                    ["sh", "-c", &producer],
+                    tool.producer(bytes),
                     transport,
                     Streams {
                         stdout: Some(Box::pin(writer)),
@@ -222,7 +267,7 @@ async fn measure(
                     }
                     left -= n;
                 }
-                // Held open: `head` exits once it has read its bytes.
+                // Held open: the consumer exits once it has read its bytes.
                 tokio::time::sleep(Duration::from_secs(600)).await;
             });
             let (out, counted) = tokio::io::duplex(4096);
@@ -232,13 +277,13 @@ async fn measure(
                 let _ = counted.read_to_string(&mut text).await;
                 text
             });
-            // `wc -c` says how many bytes `head` really got (an early end of stdin would
-            // make `head` succeed with fewer).
+            // The consumer says how many bytes it really got (an early end of stdin would
+            // make it succeed with fewer).
             let code = target
                 .client
                 .exec(
                     &target.container,
-                    ["sh", "-c", &format!("head -c {bytes} | wc -c")],
+                    ["sh", "-c", &tool.consumer(bytes)],
                     transport,
                     Streams {
                         stdin: Some(Box::pin(reader)),
@@ -253,18 +298,17 @@ async fn measure(
                 return Err(format!("exit code {code}"));
             }
             let text = count.await.unwrap();
-            text.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("wc -c printed {text:?}"))?
+            tool.received(&text)
+                .ok_or_else(|| format!("the consumer printed {text:?}"))?
         }
         Workload::PortForward => {
             let forward = target
                 .client
-                .port_forward(&target.pod, &[target.port], transport)
+                .port_forward(&target.pod, &[target.port(tool)], transport)
                 .await
                 .map_err(|e| format!("port-forward: {e}"))?;
             let conn = forward
-                .connect(target.port)
+                .connect(target.port(tool))
                 .await
                 .map_err(|e| format!("port-forward connect: {e}"))?;
             drain(conn).await
@@ -354,82 +398,78 @@ async fn main() {
         bytes >> 20
     );
     println!(
-        "{:<13} {:<10} {:>13} {:>11} {:>7} {:>7}",
+        "{:<16} {:<10} {:>13} {:>11} {:>7} {:>7}",
         "workload", "transport", "runc-runtime", "containerd", "ratio", "alone"
     );
     let only = std::env::var("STREAM_ONLY").unwrap_or_default();
-    let picked = |workload: Workload, transport: Transport| {
-        let name = format!("{}-{transport:?}", workload.name()).to_lowercase();
+    let picked = |workload: Workload, tool: Tool, transport: Transport| {
+        let name = format!("{}-{transport:?}", workload.name(tool)).to_lowercase();
         only.is_empty()
             || only
                 .split(',')
                 .any(|o| o.trim().eq_ignore_ascii_case(&name))
     };
-    let workloads = [
-        Workload::Stdout,
-        Workload::StdoutDd,
-        Workload::Stdin,
-        Workload::PortForward,
-    ];
-    for workload in workloads {
-        for transport in [Transport::Spdy, Transport::WebSocket] {
-            if !picked(workload, transport) {
-                continue;
+    let rows = [Workload::Stdout, Workload::Stdin, Workload::PortForward]
+        .into_iter()
+        .flat_map(|workload| [Tool::Head, Tool::Dd].map(|tool| (workload, tool)))
+        .flat_map(|(workload, tool)| {
+            [Transport::Spdy, Transport::WebSocket].map(|transport| (workload, tool, transport))
+        });
+    for (workload, tool, transport) in rows {
+        if !picked(workload, tool, transport) {
+            continue;
+        }
+        let mut runs = [Vec::new(), Vec::new()];
+        let mut errors: [Option<String>; 2] = [None, None];
+        let mut alone_runs = Vec::new();
+        for round in 0..rounds {
+            match alone(&targets[0], &tool.producer(bytes).join(" "), bytes).await {
+                Ok(rate) => alone_runs.push(rate),
+                Err(e) => println!("    alone: {e}"),
             }
-            let mut runs = [Vec::new(), Vec::new()];
-            let mut errors: [Option<String>; 2] = [None, None];
-            let mut alone_runs = Vec::new();
-            for round in 0..rounds {
-                if let Some(producer) = workload.producer(bytes) {
-                    match alone(&targets[0], &producer, bytes).await {
-                        Ok(rate) => alone_runs.push(rate),
-                        Err(e) => println!("    alone: {e}"),
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for index in order {
+                let session = measure(&targets[index], workload, tool, transport, bytes);
+                match tokio::time::timeout(SESSION_LIMIT, session).await {
+                    Ok(Ok(rate)) => runs[index].push(rate),
+                    Ok(Err(e)) => {
+                        errors[index].get_or_insert(e);
                     }
-                }
-                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-                for index in order {
-                    let session = measure(&targets[index], workload, transport, bytes);
-                    match tokio::time::timeout(SESSION_LIMIT, session).await {
-                        Ok(Ok(rate)) => runs[index].push(rate),
-                        Ok(Err(e)) => {
-                            errors[index].get_or_insert(e);
-                        }
-                        Err(_) => {
-                            errors[index].get_or_insert(format!(
-                                "the session did not finish within {SESSION_LIMIT:?}"
-                            ));
-                        }
+                    Err(_) => {
+                        errors[index].get_or_insert(format!(
+                            "the session did not finish within {SESSION_LIMIT:?}"
+                        ));
                     }
                 }
             }
-            let cell = |index: usize| match (&errors[index], runs[index].is_empty()) {
-                (Some(_), _) | (None, true) => "error".to_string(),
-                (None, false) => format!("{:.0}", median(runs[index].clone())),
-            };
-            let ratio = match (errors[0].is_none(), errors[1].is_none()) {
-                (true, true) => {
-                    format!("{:.2}x", median(runs[0].clone()) / median(runs[1].clone()))
-                }
-                _ => "-".to_string(),
-            };
-            let alone_cell = if alone_runs.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.0}", median(alone_runs))
-            };
-            println!(
-                "{:<13} {:<10} {:>13} {:>11} {:>7} {:>7}",
-                workload.name(),
-                format!("{transport:?}"),
-                cell(0),
-                cell(1),
-                ratio,
-                alone_cell
-            );
-            for (target, error) in targets.iter().zip(&errors) {
-                if let Some(error) = error {
-                    println!("    {}: {error}", target.name);
-                }
+        }
+        let cell = |index: usize| match (&errors[index], runs[index].is_empty()) {
+            (Some(_), _) | (None, true) => "error".to_string(),
+            (None, false) => format!("{:.0}", median(runs[index].clone())),
+        };
+        let ratio = match (errors[0].is_none(), errors[1].is_none()) {
+            (true, true) => {
+                format!("{:.2}x", median(runs[0].clone()) / median(runs[1].clone()))
+            }
+            _ => "-".to_string(),
+        };
+        let alone_cell = if alone_runs.is_empty() {
+            "error".to_string()
+        } else {
+            format!("{:.0}", median(alone_runs))
+        };
+        println!(
+            "{:<16} {:<10} {:>13} {:>11} {:>7} {:>7}",
+            workload.name(tool),
+            format!("{transport:?}"),
+            cell(0),
+            cell(1),
+            ratio,
+            alone_cell
+        );
+        for (target, error) in targets.iter().zip(&errors) {
+            if let Some(error) = error {
+                println!("    {}: {error}", target.name);
             }
         }
     }
