@@ -724,6 +724,17 @@ impl State {
         }
     }
 
+    /// `n` bytes of stream `id` (already taken off its buffer) went to the application: the
+    /// session buffers less, the reader may go on, and the windows get them back.
+    fn delivered(&mut self, id: u32, n: usize) {
+        self.total_buffered -= n;
+        if self.reader_waiting {
+            self.reader_waiting = false;
+            self.fx.reader = true;
+        }
+        self.consume(id, n);
+    }
+
     /// Takes the next received piece of stream `id` whole (an empty one at end of file),
     /// returning it to the windows as read.
     pub(super) fn poll_take(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
@@ -741,14 +752,8 @@ impl State {
             s.recv.pop_front();
         }
         if let Some(chunk) = s.recv.pop_front() {
-            let n = chunk.len();
-            s.buffered -= n;
-            self.total_buffered -= n;
-            if self.reader_waiting {
-                self.reader_waiting = false;
-                self.fx.reader = true;
-            }
-            self.consume(id, n);
+            s.buffered -= chunk.len();
+            self.delivered(id, chunk.len());
             return Poll::Ready(Ok(chunk));
         }
         if s.remote_fin {
@@ -794,12 +799,7 @@ impl State {
                 n += k;
             }
             s.buffered -= n;
-            self.total_buffered -= n;
-            if self.reader_waiting {
-                self.reader_waiting = false;
-                self.fx.reader = true;
-            }
-            self.consume(id, n);
+            self.delivered(id, n);
             return Poll::Ready(Ok(()));
         }
         if s.remote_fin {
