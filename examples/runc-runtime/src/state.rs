@@ -131,6 +131,24 @@ pub(crate) fn save<T: Serialize>(dir: &Path, file: &str, record: &T) -> io::Resu
     write_json_atomic(&dir.join(file), record)
 }
 
+/// Removes a pod's or a container's directory, its record `<dir>/<file>` first: a runtime
+/// killed part-way then finds a directory without its record, which it discards at start
+/// like an unfinished creation. Removing the tree in whatever order the file system lists
+/// it could leave the record without the exit file beside it, and the object would come
+/// back as running. A directory already gone is not an error.
+pub(crate) fn remove_dir(dir: &Path, file: &str) -> io::Result<()> {
+    for result in [
+        std::fs::remove_file(dir.join(file)),
+        std::fs::remove_dir_all(dir),
+    ] {
+        match result {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Every `<parent>/*/<file>` record: `(dir, Ok(record))`, or `(dir, Err(why))` for a directory
 /// whose record is missing or unreadable.
 pub(crate) fn load_all<T>(parent: &Path, file: &str) -> Vec<(PathBuf, Result<T, String>)>
@@ -236,5 +254,38 @@ mod tests {
         let loaded = load_all::<ContainerRecord>(root.path(), CONTAINER_FILE);
         let found: Vec<_> = loaded.into_iter().filter_map(|(_, r)| r.ok()).collect();
         assert_eq!(found, [container]);
+    }
+
+    /// A removal cut off part-way leaves a directory without its record, never a record
+    /// without the rest. Cut off here by a mount point inside the directory (busy, so the
+    /// tree cannot go): needs root, and says so when it cannot run.
+    #[test]
+    fn a_removal_cut_off_leaves_no_record() {
+        use rustix::mount::{MountFlags, UnmountFlags, mount, unmount};
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("c1");
+        std::fs::create_dir_all(dir.join("busy")).unwrap();
+        std::fs::write(dir.join(CONTAINER_FILE), b"{}").unwrap();
+        std::fs::write(dir.join("exit.json"), b"{}").unwrap();
+        if let Err(e) = mount(
+            "tmpfs",
+            dir.join("busy"),
+            "tmpfs",
+            MountFlags::empty(),
+            None,
+        ) {
+            eprintln!("skipped: mounting a tmpfs needs root ({e})");
+            return;
+        }
+        let cut_off = remove_dir(&dir, CONTAINER_FILE);
+        unmount(&dir.join("busy"), UnmountFlags::DETACH).unwrap();
+        assert!(cut_off.is_err(), "a busy mount point cannot be removed");
+        assert!(!dir.join(CONTAINER_FILE).exists(), "the record goes first");
+        let found = load_all::<ContainerRecord>(root.path(), CONTAINER_FILE);
+        assert!(matches!(found.as_slice(), [(d, Err(_))] if d == &dir));
+
+        remove_dir(&dir, CONTAINER_FILE).unwrap();
+        assert!(!dir.exists());
+        remove_dir(&dir, CONTAINER_FILE).expect("a directory already gone is not an error");
     }
 }

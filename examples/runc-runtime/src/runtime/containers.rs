@@ -567,12 +567,8 @@ impl Runtime {
         self.runc.delete(&id).await.map_err(error::runc)?;
         let rootfs = container.dir.join("rootfs");
         blocking(move || cri_oci::image::cleanup_rootfs(&rootfs).map_err(error::oci)).await?;
-        match std::fs::remove_dir_all(&container.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(error::io("removing the container directory", e));
-            }
-            _ => {}
-        }
+        state::remove_dir(&container.dir, state::CONTAINER_FILE)
+            .map_err(|e| error::io("removing the container directory", e))?;
         container.removed.store(true, Ordering::SeqCst);
         lock(&self.containers).remove(&id);
         let record = container.record();

@@ -539,19 +539,14 @@ impl Runtime {
         .await?;
         netns::unpin(&pod.dir.join(netns::FILE))
             .map_err(|e| error::io("unpinning the pod's network namespace", e))?;
-        std::fs::remove_dir_all(&pod.dir)
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| error::io("removing the pod directory", e))?;
+        // The cgroups go while the record still names them: once it is gone, a crash would
+        // leave nothing that does.
         let record = pod.record();
         for cgroup in &record.created_cgroups {
             self.cgroups.remove(cgroup);
         }
+        state::remove_dir(&pod.dir, state::POD_FILE)
+            .map_err(|e| error::io("removing the pod directory", e))?;
         lock(&self.pods).remove(id);
         self.release(&name_key(&record.config));
         Ok(())
