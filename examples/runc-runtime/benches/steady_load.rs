@@ -13,7 +13,7 @@
 //! - every 10 s `ListContainerStats` and `ListPodSandboxStats`, unfiltered.
 //!
 //! Measured per runtime, for the daemon alone and for the daemon with its per-container
-//! helpers (runc-runtime: its `runc-runtime monitor` processes, one per container and pause
+//! helpers (runc-runtime: its `runc-runtime-monitor` processes, one per container and pause
 //! container; containerd: the `containerd-shim-runc-v2` processes of these pods, one per
 //! pod): CPU seconds per second from `/proc/<pid>/stat` (user + system, plus that of reaped
 //! children such as `runc` invocations), and at the end of every window `VmRSS` and, from

@@ -1,5 +1,6 @@
 //! Serving: the runtime, its streaming server and the CRI socket, wired together.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cri_oci::image::RegistryConfig;
@@ -29,8 +30,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         root: args.root.clone(),
         pause_image: args.pause_image.clone(),
         registry,
-        monitor_exe: std::env::current_exe()
-            .map_err(|e| format!("finding this binary (to start monitors): {e}"))?,
+        monitor_exe: monitor_exe()?,
         cni: Cni::new(args.cni_conf_dir.clone(), args.cni_bin_dirs.clone()),
     };
     let runc = Runc::new(&args.runc, args.runc_root());
@@ -40,6 +40,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         runc_root = %runc.root().display(),
         restrict_oom_score_adj = host.restrict_oom_score_adj,
         capabilities = host.capabilities.len(),
+        monitor = %config.monitor_exe.display(),
         "starting"
     );
     if host.hugetlb_supported {
@@ -101,3 +102,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     tracing::info!("stopped; containers keep running under their monitors");
     served
 }
+
+/// The executable that runs container monitors: `runc-runtime-monitor` beside this binary
+/// (what `cargo build -p runc-runtime` builds), else this binary's own `monitor` subcommand
+/// (e.g. under `cargo run`, which builds only this one). Both take `monitor DIR`.
+fn monitor_exe() -> Result<PathBuf, String> {
+    let this = std::env::current_exe()
+        .map_err(|e| format!("finding this binary (to start monitors): {e}"))?;
+    let small = this.with_file_name(MONITOR_EXE);
+    Ok(if small.is_file() { small } else { this })
+}
+
+/// The file name of the monitor-only executable.
+const MONITOR_EXE: &str = "runc-runtime-monitor";

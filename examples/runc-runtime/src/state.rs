@@ -278,7 +278,7 @@ mod tests {
             return;
         }
         let cut_off = remove_dir(&dir, CONTAINER_FILE);
-        unmount(&dir.join("busy"), UnmountFlags::DETACH).unwrap();
+        unmount(dir.join("busy"), UnmountFlags::DETACH).unwrap();
         assert!(cut_off.is_err(), "a busy mount point cannot be removed");
         assert!(!dir.join(CONTAINER_FILE).exists(), "the record goes first");
         let found = load_all::<ContainerRecord>(root.path(), CONTAINER_FILE);

@@ -1,6 +1,7 @@
 //! Behaviour the conformance suite does not pin down: log rotation, ExecSync timeouts that
 //! kill the command, real stats, resource updates reaching the cgroup, the OOM-kill reason,
-//! and a negative `oom_score_adj` clamped on a host without CAP_SYS_RESOURCE.
+//! a negative `oom_score_adj` clamped on a host without CAP_SYS_RESOURCE, and which
+//! executable runs the monitors.
 
 mod common;
 
@@ -353,4 +354,51 @@ async fn exec_sync_returns_when_the_command_exits() {
     };
     assert_eq!((out.stdout, out.exit_code), (b"started\n".to_vec(), 0));
     pod.runtime.shutdown().await;
+}
+
+/// Monitors run `runc-runtime-monitor` when it lies beside the runtime's binary (as cargo
+/// builds them), and the runtime's own `monitor` subcommand when it does not (as under
+/// `cargo run`, which builds one binary); containers run and exec either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_run_the_monitor_binary_or_the_subcommand() {
+    let Some(images) = common::requirements() else {
+        return;
+    };
+    // A runtime binary alone in its directory: a hard link, on the target's file system.
+    let alone = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let lone_exe = alone.path().join("runc-runtime");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_runc-runtime"), &lone_exe).unwrap();
+    let cases = [
+        (None, std::path::PathBuf::from(env!("CARGO_BIN_EXE_runc-runtime-monitor"))),
+        (Some(lone_exe.clone()), lone_exe),
+    ];
+    for (exe, expected) in cases {
+        let runtime = Runtime::start(common::Options {
+            imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+            exe,
+            ..Default::default()
+        })
+        .await;
+        let config = runtime.pod_config("monitor-exe", false);
+        let client = &runtime.client;
+        let pod = client.run_pod_sandbox(config.clone(), "").await.unwrap();
+        let container = Runtime::container_config("sleeper", &images.busybox, &["sleep", "60"]);
+        let id = client
+            .create_container(&pod, container, Some(config))
+            .await
+            .unwrap();
+        client.start_container(&id).await.unwrap();
+        let out = client
+            .exec_sync(&id, ["echo", "alive"], Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!((out.exit_code, out.stdout.as_slice()), (0, &b"alive\n"[..]));
+        let monitors = common::monitors_of(&runtime.root);
+        assert_eq!(monitors.len(), 2, "one for the pause container, one for sleeper");
+        for pid in monitors {
+            let exe = std::fs::read_link(format!("/proc/{}/exe", pid.as_raw_nonzero())).unwrap();
+            assert_eq!(exe, expected, "the executable of monitor {pid:?}");
+        }
+        runtime.shutdown().await;
+    }
 }

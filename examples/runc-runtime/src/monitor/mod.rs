@@ -1,4 +1,5 @@
-//! The per-container monitor: `runc-runtime monitor <container-dir>`.
+//! The per-container monitor: `runc-runtime-monitor monitor <container-dir>` (or the same
+//! code as `runc-runtime monitor <container-dir>`).
 //!
 //! One small process per container (and per pod's pause container), started by the runtime
 //! and outliving it. It

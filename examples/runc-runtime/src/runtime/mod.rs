@@ -42,7 +42,7 @@ pub(crate) struct Config {
     pub(crate) pause_image: String,
     /// Mirrors and plain-HTTP hosts for pulls.
     pub(crate) registry: RegistryConfig,
-    /// This binary, started as `monitor`.
+    /// The executable that runs monitors, started as `<exe> monitor <dir>`.
     pub(crate) monitor_exe: PathBuf,
     /// CNI for pods with their own network (not configured: they get only `lo`).
     pub(crate) cni: Cni,

@@ -103,6 +103,8 @@ pub(crate) struct Options {
     pub(crate) registry: Option<String>,
     /// More flags (e.g. `--cni-conf-dir DIR`).
     pub(crate) args: Vec<String>,
+    /// The runtime's executable; by default the package's `runc-runtime`.
+    pub(crate) exe: Option<PathBuf>,
 }
 
 /// A running `runc-runtime` with its own root, socket and runc state; cleaned up on drop.
@@ -249,7 +251,12 @@ fn read_log(root: &Path) -> String {
 
 /// Starts `runc-runtime` on `root` and `socket` and connects to it.
 async fn launch(root: &Path, socket: &Path, options: &Options, slot: &mut Option<Child>) -> Client {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_runc-runtime"));
+    let mut command = Command::new(
+        options
+            .exe
+            .as_deref()
+            .unwrap_or(Path::new(env!("CARGO_BIN_EXE_runc-runtime"))),
+    );
     command
         .arg("--root")
         .arg(root)
