@@ -1,17 +1,14 @@
-//! Plumbing between transports and runtimes: output pumps that guarantee everything written
-//! reaches the client before the exit status, and resize decoding.
+//! Plumbing between transports and runtimes: output writers that guarantee everything written
+//! reaches the transport before the exit status, and resize decoding.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::runtime::{TerminalSize, Writer};
-
-/// Bytes buffered between a runtime's writer and the transport.
-const PIPE_BUFFER: usize = 256 * 1024;
 
 /// The buffer [`copy`] reads into: two full SPDY DATA frames (32 KiB each) per read, where
 /// tokio's own 8 KiB copy buffer would make four times the reads, wake-ups and frames.
@@ -63,21 +60,91 @@ where
     upstream.abort();
 }
 
-/// Gives the runtime a writer whose bytes are copied to `sink` by a task; the task shuts the
-/// sink down (FIN / channel close) once the runtime drops or shuts its writer. Awaiting the
-/// returned handle therefore means "all output has been handed to the transport".
-pub(crate) fn pump<W>(mut sink: W) -> (Writer, JoinHandle<()>)
+/// Lends `sink` itself to the runtime as its writer: no buffer and no task between the
+/// runtime's writes and the transport (each byte is copied once, into the transport's frame
+/// queue). When the runtime drops its writer the sink comes back to the returned task, which
+/// shuts it down (FIN / channel close; a shutdown flushes first) unless the runtime already
+/// did. Awaiting the handle therefore means "all output has been handed to the transport".
+pub(crate) fn pump<W>(sink: W) -> (Writer, JoinHandle<()>)
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (runtime_end, mut our_end) = tokio::io::duplex(PIPE_BUFFER);
+    let (back, returned) = oneshot::channel();
+    let lent = Lent {
+        sink: Some(sink),
+        shut: false,
+        back: Some(back),
+    };
     let task = tokio::spawn(async move {
-        if let Err(error) = copy(&mut our_end, &mut sink).await {
+        if let Ok((mut sink, shut)) = returned.await
+            && !shut
+            && let Err(error) = sink.shutdown().await
+        {
             tracing::debug!(%error, "output stream ended early");
         }
-        let _ = sink.shutdown().await;
     });
-    (Box::pin(runtime_end), task)
+    (Box::pin(lent), task)
+}
+
+/// The runtime's end of [`pump`]: the sink, returned (with whether the runtime shut it down)
+/// when dropped.
+struct Lent<W> {
+    /// Always `Some` until dropped.
+    sink: Option<W>,
+    shut: bool,
+    back: Option<oneshot::Sender<(W, bool)>>,
+}
+
+impl<W> Lent<W> {
+    fn sink(&mut self) -> Pin<&mut W>
+    where
+        W: Unpin,
+    {
+        Pin::new(self.sink.as_mut().expect("the sink is taken only on drop"))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Lent<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.sink().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.sink().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.sink.as_ref().is_some_and(W::is_write_vectored)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.sink().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let done = self.sink().poll_shutdown(cx);
+        if let Poll::Ready(Ok(())) = done {
+            self.shut = true;
+        }
+        done
+    }
+}
+
+impl<W> Drop for Lent<W> {
+    fn drop(&mut self) {
+        if let (Some(sink), Some(back)) = (self.sink.take(), self.back.take()) {
+            // The task is gone only if the session was torn down; the sink goes with it.
+            let _ = back.send((sink, self.shut));
+        }
+    }
 }
 
 /// Decodes a resize stream (back-to-back JSON objects `{"Width":W,"Height":H}`) into events.
@@ -208,6 +275,26 @@ mod tests {
         drop(writer);
         task.await.unwrap();
         assert_eq!(reader.await.unwrap(), payload);
+    }
+
+    #[tokio::test]
+    async fn pump_closes_once_after_the_runtime_shut_its_writer_down() {
+        let (sink, mut other) = tokio::io::duplex(1024);
+        let (mut writer, task) = pump(sink);
+        writer.write_all(b"last words").await.unwrap();
+        writer.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        other.read_to_end(&mut got).await.unwrap();
+        assert_eq!(
+            got, b"last words",
+            "the runtime's shutdown reached the sink"
+        );
+        assert!(
+            !task.is_finished(),
+            "the sink comes back only when the writer is dropped"
+        );
+        drop(writer);
+        task.await.unwrap();
     }
 
     #[tokio::test]
