@@ -16,7 +16,9 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use cri_api::v1::ContainerState;
 use cri_streaming::{Duplex, Session, StreamError, StreamingRuntime, Writer, async_trait};
@@ -31,7 +33,8 @@ use crate::runtime::{Adopted, ExecFiles, KillOnDrop, Pod, Runtime, exited_within
 /// its own up to `/proc/sys/fs/pipe-max-size`, 1 MiB by default).
 const EXEC_PIPE_SIZE: usize = 1024 * 1024;
 
-/// How long output may still arrive after the process has exited.
+/// How long an output stream may stay idle after the process has exited before it is cut
+/// off (a background process may hold it open without writing).
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 fn failed(e: impl std::fmt::Display) -> StreamError {
@@ -45,12 +48,13 @@ fn cri_error(e: cri_server::Error) -> StreamError {
     }
 }
 
-/// Copies `from` to `to` (or discards it when nobody asked), then closes `to`.
+/// Copies `from` to `to` (or discards it when nobody asked), then drops `to`: that ends the
+/// stream, and the streaming server finishes delivering it (a shutdown here would wait for
+/// the client to take the last bytes).
 async fn copy_out<R: AsyncRead + Unpin>(mut from: R, to: Option<Writer>) {
     match to {
         Some(mut to) => {
             let _ = cri_streaming::copy(&mut from, &mut to).await;
-            let _ = to.shutdown().await;
         }
         None => {
             let _ = cri_streaming::copy(&mut from, &mut tokio::io::sink()).await;
@@ -58,19 +62,114 @@ async fn copy_out<R: AsyncRead + Unpin>(mut from: R, to: Option<Writer>) {
     }
 }
 
-/// Waits for an output task, for at most [`OUTPUT_GRACE`] (background processes may hold the
-/// stream open).
-async fn finish(task: JoinHandle<()>) {
-    let abort = task.abort_handle();
-    if tokio::time::timeout(OUTPUT_GRACE, task).await.is_err() {
-        abort.abort();
+/// An exec's output stream being copied to the client; the copy is aborted if this is
+/// dropped before [`Output::finish`] (an error path).
+struct Output {
+    task: Option<JoinHandle<()>>,
+    reading: Arc<Reading>,
+}
+
+impl Output {
+    fn spawn<R>(from: R, to: Option<Writer>) -> Output
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        let reading = Arc::new(Reading {
+            base: Instant::now(),
+            waiting_since: AtomicU64::new(NOT_WAITING),
+        });
+        let watched = Watched {
+            inner: from,
+            reading: reading.clone(),
+        };
+        Output {
+            task: Some(tokio::spawn(copy_out(watched, to))),
+            reading,
+        }
+    }
+
+    /// Once the process has exited: waits for the copy to end, and cuts it off once it has
+    /// waited [`OUTPUT_GRACE`] for the process's side (a background process holding the
+    /// stream open). Time spent waiting for the client does not count: a slow client gets
+    /// every byte.
+    async fn finish(mut self) {
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
+        loop {
+            let idle = self.reading.idle();
+            if idle >= OUTPUT_GRACE {
+                task.abort();
+                return;
+            }
+            if tokio::time::timeout(OUTPUT_GRACE - idle, &mut task)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
     }
 }
 
-/// [`finish`] for each of the output tasks.
-async fn finish_all(mut tasks: AbortOnDrop) {
-    for task in std::mem::take(&mut tasks.0) {
-        finish(task).await;
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// [`Reading::waiting_since`] when the copy is not waiting for the process's side.
+const NOT_WAITING: u64 = u64::MAX;
+
+/// Whether, and since when, an output copy has been waiting for data from the process.
+struct Reading {
+    base: Instant,
+    /// Nanoseconds after `base`, or [`NOT_WAITING`].
+    waiting_since: AtomicU64,
+}
+
+impl Reading {
+    /// How long the copy has been waiting for the process's side (zero when it is not).
+    fn idle(&self) -> Duration {
+        match self.waiting_since.load(Ordering::Acquire) {
+            NOT_WAITING => Duration::ZERO,
+            since => self
+                .base
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(since)),
+        }
+    }
+}
+
+/// A reader that records in [`Reading`] when it waits for data.
+struct Watched<R> {
+    inner: R,
+    reading: Arc<Reading>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let reading = &self.reading;
+        if polled.is_pending() {
+            let now = u64::try_from(reading.base.elapsed().as_nanos()).unwrap_or(NOT_WAITING - 1);
+            // Keeps the first moment of a wait.
+            let _ = reading.waiting_since.compare_exchange(
+                NOT_WAITING,
+                now,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        } else {
+            reading.waiting_since.store(NOT_WAITING, Ordering::Release);
+        }
+        polled
     }
 }
 
@@ -126,12 +225,12 @@ impl Runtime {
         let stdout = runc
             .stdout
             .take()
-            .map(|out| tokio::spawn(copy_out(out, session.stdout)));
+            .map(|out| Output::spawn(out, session.stdout));
         let stderr = runc
             .stderr
             .take()
-            .map(|err| tokio::spawn(copy_out(err, session.stderr)));
-        let outputs = AbortOnDrop(stdout.into_iter().chain(stderr).collect());
+            .map(|err| Output::spawn(err, session.stderr));
+        let outputs: Vec<Output> = stdout.into_iter().chain(stderr).collect();
         let status = runc
             .wait()
             .await
@@ -148,7 +247,9 @@ impl Runtime {
             guard.disarm();
             status.code().unwrap_or(255)
         };
-        finish_all(outputs).await;
+        for output in outputs {
+            output.finish().await;
+        }
         Ok(code)
     }
 
@@ -214,9 +315,9 @@ impl Runtime {
                 }
             })
         });
-        let output = tokio::spawn(copy_out(reader, session.stdout));
+        let output = Output::spawn(reader, session.stdout);
         let code = process.wait().await.map_err(cri_error);
-        finish(output).await;
+        output.finish().await;
         for task in [stdin, resizes].into_iter().flatten() {
             task.abort();
         }

@@ -298,3 +298,83 @@ async fn port_forward_into_host_and_pod_networks() {
     }
     runtime.shutdown().await;
 }
+
+/// After the process exits, the runtime waits for a slow client but not for a background
+/// process. A client slower than the process still gets every byte: the process exits while
+/// a megabyte or more of its output is still in its pipe and the session's queue, which
+/// this client takes seconds to read. A background process that holds the output open
+/// without writing is cut off once the runtime has waited a while for it, long before it
+/// ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_output_waits_for_a_slow_client_not_for_a_background_process() {
+    let Some(images) = common::requirements() else {
+        return;
+    };
+    let runtime = Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        ..Default::default()
+    })
+    .await;
+    let client = runtime.client.clone();
+    let pod_config = runtime.pod_config("slow-client", false);
+    let pod = client
+        .run_pod_sandbox(pod_config.clone(), "")
+        .await
+        .unwrap();
+    let shell = Runtime::container_config("shell", &images.busybox, &["sleep", "3600"]);
+    let id = client
+        .create_container(&pod, shell, Some(pod_config.clone()))
+        .await
+        .unwrap();
+    client.start_container(&id).await.unwrap();
+
+    // About 530 KiB/s: the last 1.5 MiB or so take about 3 s after the exit.
+    const BYTES: usize = 5 << 20;
+    let (writer, mut reader) = tokio::io::duplex(16 * 1024);
+    let slow = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let code = client
+        .exec(
+            &id,
+            ["head", "-c", &BYTES.to_string(), "/dev/zero"],
+            Transport::Spdy,
+            Streams {
+                stdout: Some(Box::pin(writer)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(
+        slow.await.unwrap(),
+        BYTES,
+        "every byte reached the slow client"
+    );
+
+    let (stdout, out) = capture();
+    let exec = client.exec(
+        &id,
+        ["sh", "-c", "echo started; sleep 600 &"],
+        Transport::Spdy,
+        Streams {
+            stdout: Some(stdout),
+            ..Default::default()
+        },
+    );
+    let code = tokio::time::timeout(Duration::from_secs(120), exec)
+        .await
+        .expect("the exec ends before its background process")
+        .unwrap();
+    assert_eq!((code, out.await.unwrap()), (0, b"started\n".to_vec()));
+    runtime.shutdown().await;
+}
