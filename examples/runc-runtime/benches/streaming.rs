@@ -13,7 +13,11 @@
 //!   it has them (so no end-of-stdin signal is needed, which containerd's WebSocket cannot
 //!   give) and says how many it got (`wc -c`, `dd`'s record count), which is checked;
 //! - **port-forward**: a connection through the port-forward session to `nc -e` in the pod,
-//!   whose tool sends N zeros.
+//!   whose tool sends N zeros;
+//! - **attach**: a new container per session whose main process waits for a line on its
+//!   stdin, then runs the tool writing N zeros; the client attaches (stdin and stdout), sends
+//!   the line and reads until the container exits. Its output also goes to the container's
+//!   CRI log, on both runtimes (the log is deleted after each session).
 //!
 //! The table gives medians of `STREAM_ROUNDS` (default 5) in MiB/s, the ratio ours /
 //! containerd (above 1 is faster), and "alone": the tool moving N bytes from `/dev/zero` to
@@ -27,12 +31,16 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cri_testkit::cri_client::Client;
 use cri_testkit::cri_client::cri_api::v1::*;
 use cri_testkit::cri_client::streaming::{Streams, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Numbers the attach workload's containers (names are unique in a pod).
+static ATTACHED: AtomicUsize = AtomicUsize::new(0);
 
 /// A session that has not finished by then is reported as an error, not waited for.
 const SESSION_LIMIT: Duration = Duration::from_secs(120);
@@ -50,6 +58,7 @@ enum Workload {
     Stdout,
     Stdin,
     PortForward,
+    Attach,
 }
 
 /// What moves the bytes in the container.
@@ -68,6 +77,7 @@ impl Workload {
             Workload::Stdout => "stdout",
             Workload::Stdin => "stdin",
             Workload::PortForward => "port-forward",
+            Workload::Attach => "attach",
         };
         match tool {
             Tool::Head => base.to_string(),
@@ -123,6 +133,8 @@ struct Target {
     name: &'static str,
     client: Client,
     pod: String,
+    config: PodSandboxConfig,
+    image: String,
     container: String,
     /// The servers' ports: `head`, `dd`.
     ports: [u16; 2],
@@ -131,6 +143,44 @@ struct Target {
 impl Target {
     fn port(&self, tool: Tool) -> u16 {
         self.ports[tool as usize]
+    }
+
+    /// Creates and starts a container named `name` in the pod, with stdin open when `stdin`.
+    async fn run(&self, name: &str, command: Vec<String>, stdin: bool) -> String {
+        let container = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.to_string(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            command,
+            log_path: format!("{name}.log"),
+            stdin,
+            stdin_once: stdin,
+            ..Default::default()
+        };
+        let id = self
+            .client
+            .create_container(&self.pod, container, Some(self.config.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{}: CreateContainer: {e}", self.name));
+        self.client
+            .start_container(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{}: StartContainer: {e}", self.name));
+        id
+    }
+
+    /// Removes a container and its log.
+    async fn remove(&self, id: &str, name: &str) {
+        let _ = self.client.stop_container(id, Duration::ZERO).await;
+        let _ = self.client.remove_container(id).await;
+        let _ = std::fs::remove_file(
+            std::path::Path::new(&self.config.log_directory).join(format!("{name}.log")),
+        );
     }
 }
 
@@ -169,47 +219,27 @@ async fn target(
         .run_pod_sandbox(config.clone(), "")
         .await
         .unwrap_or_else(|e| panic!("{name}: RunPodSandbox: {e}"));
-    let run = |container: &str, command: Vec<String>| {
-        let (client, pod, config) = (client.clone(), pod.clone(), config.clone());
-        let container = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: container.to_string(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: image.to_string(),
-                ..Default::default()
-            }),
-            command,
-            log_path: format!("{container}.log"),
-            ..Default::default()
-        };
-        async move {
-            let id = client
-                .create_container(&pod, container, Some(config))
-                .await
-                .unwrap_or_else(|e| panic!("{name}: CreateContainer: {e}"));
-            client.start_container(&id).await.unwrap();
-            id
-        }
+    let mut target = Target {
+        name,
+        client,
+        pod,
+        config,
+        image: image.to_string(),
+        container: String::new(),
+        ports: [port, port + 2],
     };
-    let container = run("sleeper", vec!["sleep".into(), "3600".into()]).await;
-    let ports = [port, port + 2];
+    target.container = target
+        .run("sleeper", vec!["sleep".into(), "3600".into()], false)
+        .await;
     for (server, tool) in [("server-head", Tool::Head), ("server-dd", Tool::Dd)] {
-        let mut nc: Vec<String> = ["nc", "-ll", "-p", &ports[tool as usize].to_string(), "-e"]
+        let mut nc: Vec<String> = ["nc", "-ll", "-p", &target.port(tool).to_string(), "-e"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         nc.extend(tool.producer(bytes));
-        run(server, nc).await;
+        target.run(server, nc, false).await;
     }
-    Target {
-        name,
-        client,
-        pod,
-        container,
-        ports,
-    }
+    target
 }
 
 /// Counts what a reader yields until EOF.
@@ -313,6 +343,39 @@ async fn measure(
                 .map_err(|e| format!("port-forward connect: {e}"))?;
             drain(conn).await
         }
+        Workload::Attach => {
+            let name = format!("attached-{}", ATTACHED.fetch_add(1, Ordering::Relaxed));
+            let command = format!("read line && exec {}", tool.producer(bytes).join(" "));
+            let id = target
+                .run(&name, vec!["sh".into(), "-c".into(), command], true)
+                .await;
+            let (mut go, stdin) = tokio::io::duplex(64);
+            go.write_all(b"go\n").await.unwrap();
+            let (writer, reader) = tokio::io::duplex(256 * 1024);
+            let counter = tokio::spawn(drain(reader));
+            let started_here = Instant::now();
+            let attached = target
+                .client
+                .attach(
+                    &id,
+                    transport,
+                    Streams {
+                        stdin: Some(Box::pin(stdin)),
+                        stdout: Some(Box::pin(writer)),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            let secs = started_here.elapsed().as_secs_f64();
+            drop(go);
+            let moved = counter.await.unwrap();
+            target.remove(&id, &name).await;
+            attached.map_err(|e| format!("attach: {e}"))?;
+            if moved != bytes {
+                return Err(format!("{moved} of {bytes} bytes arrived"));
+            }
+            return Ok(bytes as f64 / (1 << 20) as f64 / secs);
+        }
     };
     let secs = started.elapsed().as_secs_f64();
     if moved != bytes {
@@ -409,12 +472,17 @@ async fn main() {
                 .split(',')
                 .any(|o| o.trim().eq_ignore_ascii_case(&name))
     };
-    let rows = [Workload::Stdout, Workload::Stdin, Workload::PortForward]
-        .into_iter()
-        .flat_map(|workload| [Tool::Head, Tool::Dd].map(|tool| (workload, tool)))
-        .flat_map(|(workload, tool)| {
-            [Transport::Spdy, Transport::WebSocket].map(|transport| (workload, tool, transport))
-        });
+    let rows = [
+        Workload::Stdout,
+        Workload::Stdin,
+        Workload::PortForward,
+        Workload::Attach,
+    ]
+    .into_iter()
+    .flat_map(|workload| [Tool::Head, Tool::Dd].map(|tool| (workload, tool)))
+    .flat_map(|(workload, tool)| {
+        [Transport::Spdy, Transport::WebSocket].map(|transport| (workload, tool, transport))
+    });
     for (workload, tool, transport) in rows {
         if !picked(workload, tool, transport) {
             continue;

@@ -33,7 +33,7 @@ use rustix::process::{Pid, WaitOptions, WaitStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::cgroups::{Cgroups, memory_cgroup_of};
 use protocol::{
@@ -103,9 +103,9 @@ enum Io {
 /// State shared by the control-socket handlers.
 struct Shared {
     config: MonitorConfig,
-    /// Output fan-out; `None` once the stream has ended.
-    stdout: Mutex<Option<broadcast::Sender<Bytes>>>,
-    stderr: Mutex<Option<broadcast::Sender<Bytes>>>,
+    /// Output to attached clients.
+    stdout: Arc<Fanout>,
+    stderr: Arc<Fanout>,
     /// Input for the container; closed (dropped) when stdin_once ends.
     stdin: Mutex<Option<mpsc::Sender<Bytes>>>,
     /// The pty master, for resizes.
@@ -153,8 +153,7 @@ async fn run(dir: &Path) -> Result<(), String> {
     };
     let (exit, _) = watch::channel(None);
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(64);
-    let (stdout_tx, _) = broadcast::channel(1024);
-    let (stderr_tx, _) = broadcast::channel(1024);
+    let (stdout_tx, stderr_tx) = (Arc::new(Fanout::new()), Arc::new(Fanout::new()));
     let mut master = None;
     let mut pumps = Vec::new();
     let mut readers = Readers::new();
@@ -193,8 +192,8 @@ async fn run(dir: &Path) -> Result<(), String> {
         }
     }
     let shared = Arc::new(Shared {
-        stdout: Mutex::new(Some(stdout_tx)),
-        stderr: Mutex::new(Some(stderr_tx)),
+        stdout: stdout_tx,
+        stderr: stderr_tx,
         stdin: Mutex::new(config.stdin.then_some(stdin_tx)),
         master,
         log,
@@ -212,7 +211,7 @@ async fn run(dir: &Path) -> Result<(), String> {
         eprintln!("output still open {DRAIN_GRACE:?} after the container exited; closing");
     }
     for fanout in [&shared.stdout, &shared.stderr] {
-        lock(fanout).take();
+        fanout.close();
     }
     let _ = tokio::time::timeout(DRAIN_GRACE, futures_util::future::join_all(readers)).await;
     if let Some(log) = &shared.log
@@ -449,7 +448,7 @@ fn sink(log: &LogWriter, stream: Stream, readers: &mut Readers) -> tokio::io::Du
 async fn pump<R: AsyncRead + Unpin>(
     mut from: R,
     mut log: Option<tokio::io::DuplexStream>,
-    fanout: broadcast::Sender<Bytes>,
+    fanout: Arc<Fanout>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -466,10 +465,83 @@ async fn pump<R: AsyncRead + Unpin>(
         {
             log = None;
         }
-        let _ = fanout.send(chunk);
+        fanout.send(chunk).await;
     }
     if let Some(mut sink) = log {
         let _ = sink.shutdown().await;
+    }
+}
+
+/// Chunks queued for one attached client (32 KiB each: up to 2 MiB).
+const ATTACH_QUEUE: usize = 64;
+
+/// How long an attached client may take nothing before it is let go.
+const ATTACH_STALL: Duration = Duration::from_secs(10);
+
+/// One output stream's attached clients. Each gets every chunk, in order, from the moment it
+/// attached: when a client's queue is full the pump waits for it, so the container's output
+/// (and its log) goes at the pace of the slowest attached client, as under containerd. A
+/// client that takes nothing for [`ATTACH_STALL`] is let go (its attach ends), so that a
+/// stuck one cannot hold the container's output for good.
+struct Fanout {
+    /// `None` once the stream has ended.
+    clients: Mutex<Option<Vec<mpsc::Sender<Bytes>>>>,
+    /// [`ATTACH_STALL`], shorter in tests.
+    stall: Duration,
+}
+
+impl Fanout {
+    fn new() -> Self {
+        Fanout::with_stall(ATTACH_STALL)
+    }
+
+    fn with_stall(stall: Duration) -> Self {
+        Fanout {
+            clients: Mutex::new(Some(Vec::new())),
+            stall,
+        }
+    }
+
+    /// A new client's queue, or `None` when the stream has ended.
+    fn subscribe(&self) -> Option<mpsc::Receiver<Bytes>> {
+        let mut clients = lock(&self.clients);
+        let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
+        clients.as_mut()?.push(tx);
+        Some(rx)
+    }
+
+    /// Hands `chunk` to every client, waiting for full queues (see [`Fanout`]).
+    async fn send(&self, chunk: Bytes) {
+        let clients = match lock(&self.clients).as_ref() {
+            Some(clients) if !clients.is_empty() => clients.clone(),
+            _ => return,
+        };
+        let mut gone = Vec::new();
+        for client in clients {
+            let delivered = match client.try_send(chunk.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(chunk)) => {
+                    matches!(
+                        tokio::time::timeout(self.stall, client.send(chunk)).await,
+                        Ok(Ok(()))
+                    )
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            };
+            if !delivered {
+                gone.push(client);
+            }
+        }
+        if !gone.is_empty()
+            && let Some(clients) = lock(&self.clients).as_mut()
+        {
+            clients.retain(|c| !gone.iter().any(|g| g.same_channel(c)));
+        }
+    }
+
+    /// Ends the stream for every client (once they have taken what is queued).
+    fn close(&self) {
+        lock(&self.clients).take();
     }
 }
 
@@ -580,16 +652,12 @@ async fn attach(
             } else {
                 &shared.stderr
             };
-            let subscription = lock(fanout).as_ref().map(broadcast::Sender::subscribe);
+            let subscription = fanout.subscribe();
             reply(&mut stream, &Reply::ok()).await?;
             let mut stream = stream.into_inner();
             if let Some(mut output) = subscription {
-                loop {
-                    match output.recv().await {
-                        Ok(chunk) => stream.write_all(&chunk).await?,
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
+                while let Some(chunk) = output.recv().await {
+                    stream.write_all(&chunk).await?;
                 }
             }
             stream.shutdown().await
@@ -626,6 +694,49 @@ async fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slow attached client gets every chunk, in order (the pump waits for it); a client
+    /// that takes nothing is let go after the stall limit, and the others carry on.
+    #[tokio::test]
+    async fn attached_clients_get_everything_or_are_let_go() {
+        let fanout = Arc::new(Fanout::with_stall(Duration::from_millis(300)));
+        let mut slow = fanout.subscribe().unwrap();
+        let mut stuck = fanout.subscribe().unwrap();
+        let chunks = 4 * ATTACH_QUEUE;
+        let sender = {
+            let fanout = fanout.clone();
+            tokio::spawn(async move {
+                for i in 0..chunks {
+                    fanout
+                        .send(Bytes::from((i as u32).to_be_bytes().to_vec()))
+                        .await;
+                }
+                fanout.close();
+            })
+        };
+        let mut got = Vec::new();
+        while let Some(chunk) = slow.recv().await {
+            got.push(u32::from_be_bytes(chunk[..].try_into().unwrap()) as usize);
+            if got.len() % 16 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        sender.await.unwrap();
+        assert_eq!(
+            got,
+            (0..chunks).collect::<Vec<_>>(),
+            "every chunk, in order"
+        );
+        let mut kept = 0;
+        while stuck.recv().await.is_some() {
+            kept += 1;
+        }
+        assert_eq!(
+            kept, ATTACH_QUEUE,
+            "the stuck client keeps what was queued, then ends"
+        );
+        assert!(fanout.subscribe().is_none(), "no attach after the end");
+    }
 
     #[test]
     fn exit_reasons() {
