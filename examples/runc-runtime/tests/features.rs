@@ -369,7 +369,10 @@ async fn monitors_run_the_monitor_binary_or_the_subcommand() {
     let lone_exe = alone.path().join("runc-runtime");
     std::fs::hard_link(env!("CARGO_BIN_EXE_runc-runtime"), &lone_exe).unwrap();
     let cases = [
-        (None, std::path::PathBuf::from(env!("CARGO_BIN_EXE_runc-runtime-monitor"))),
+        (
+            None,
+            std::path::PathBuf::from(env!("CARGO_BIN_EXE_runc-runtime-monitor")),
+        ),
         (Some(lone_exe.clone()), lone_exe),
     ];
     for (exe, expected) in cases {
@@ -394,7 +397,11 @@ async fn monitors_run_the_monitor_binary_or_the_subcommand() {
             .unwrap();
         assert_eq!((out.exit_code, out.stdout.as_slice()), (0, &b"alive\n"[..]));
         let monitors = common::monitors_of(&runtime.root);
-        assert_eq!(monitors.len(), 2, "one for the pause container, one for sleeper");
+        assert_eq!(
+            monitors.len(),
+            2,
+            "one for the pause container, one for sleeper"
+        );
         for pid in monitors {
             let exe = std::fs::read_link(format!("/proc/{}/exe", pid.as_raw_nonzero())).unwrap();
             assert_eq!(exe, expected, "the executable of monitor {pid:?}");
