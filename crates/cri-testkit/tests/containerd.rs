@@ -89,12 +89,15 @@ async fn conformance_against_containerd() {
         //   137 either way, which is checked.
         let mut failures = by_kind.get("failed").cloned().unwrap_or_default();
         failures.sort_unstable();
+        // The cases containerd 1.6 passes: 96, one fewer when it lost the OOM event.
+        let mut must_pass = 96;
         if let Some(at) = failures.iter().position(|f| *f == "resources/oom-killed") {
             match outcome("resources/oom-killed") {
                 Outcome::Failed(f) => assert!(f.got.contains("\"Error\", 137"), "{f}"),
                 other => panic!("{other:?}"),
             }
             failures.remove(at);
+            must_pass -= 1;
             eprintln!("containerd lost the OOM event of resources/oom-killed this time");
         }
         assert_eq!(
@@ -106,7 +109,7 @@ async fn conformance_against_containerd() {
             Outcome::Failed(f) => assert!(f.got.contains("NotFound"), "{f}"),
             other => panic!("{other:?}"),
         }
-        assert!(s.passed >= 96, "{s:?}");
+        assert!(s.passed >= must_pass, "{s:?}");
     } else {
         // Another containerd: everything it runs must pass.
         report.assert_passed();
