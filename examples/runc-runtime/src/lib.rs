@@ -16,6 +16,7 @@
 mod cgroups;
 mod cli;
 mod cni;
+mod drain;
 mod error;
 mod images;
 mod monitor;

@@ -17,14 +17,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cri_api::v1::ContainerState;
 use cri_streaming::{Duplex, Session, StreamError, StreamingRuntime, Writer, async_trait};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+use crate::drain::{self, Reading, Watched};
 use crate::monitor::console;
 use crate::monitor::protocol::{self, AttachStream, Request};
 use crate::runtime::{Adopted, ExecFiles, KillOnDrop, Pod, Runtime, exited_within, host_network};
@@ -74,16 +74,10 @@ impl Output {
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
-        let reading = Arc::new(Reading {
-            base: Instant::now(),
-            waiting_since: AtomicU64::new(NOT_WAITING),
-        });
-        let watched = Watched {
-            inner: from,
-            reading: reading.clone(),
-        };
+        let reading = Reading::new();
+        let task = tokio::spawn(copy_out(Watched::new(from, &reading), to));
         Output {
-            task: Some(tokio::spawn(copy_out(watched, to))),
+            task: Some(task),
             reading,
         }
     }
@@ -93,21 +87,10 @@ impl Output {
     /// stream open). Time spent waiting for the client does not count: a slow client gets
     /// every byte.
     async fn finish(mut self) {
-        let Some(mut task) = self.task.take() else {
-            return;
-        };
-        loop {
-            let idle = self.reading.idle();
-            if idle >= OUTPUT_GRACE {
-                task.abort();
-                return;
-            }
-            if tokio::time::timeout(OUTPUT_GRACE - idle, &mut task)
-                .await
-                .is_ok()
-            {
-                return;
-            }
+        if let Some(mut task) = self.task.take()
+            && !drain::finish(&mut task, &self.reading, OUTPUT_GRACE).await
+        {
+            task.abort();
         }
     }
 }
@@ -117,59 +100,6 @@ impl Drop for Output {
         if let Some(task) = &self.task {
             task.abort();
         }
-    }
-}
-
-/// [`Reading::waiting_since`] when the copy is not waiting for the process's side.
-const NOT_WAITING: u64 = u64::MAX;
-
-/// Whether, and since when, an output copy has been waiting for data from the process.
-struct Reading {
-    base: Instant,
-    /// Nanoseconds after `base`, or [`NOT_WAITING`].
-    waiting_since: AtomicU64,
-}
-
-impl Reading {
-    /// How long the copy has been waiting for the process's side (zero when it is not).
-    fn idle(&self) -> Duration {
-        match self.waiting_since.load(Ordering::Acquire) {
-            NOT_WAITING => Duration::ZERO,
-            since => self
-                .base
-                .elapsed()
-                .saturating_sub(Duration::from_nanos(since)),
-        }
-    }
-}
-
-/// A reader that records in [`Reading`] when it waits for data.
-struct Watched<R> {
-    inner: R,
-    reading: Arc<Reading>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        let reading = &self.reading;
-        if polled.is_pending() {
-            let now = u64::try_from(reading.base.elapsed().as_nanos()).unwrap_or(NOT_WAITING - 1);
-            // Keeps the first moment of a wait.
-            let _ = reading.waiting_since.compare_exchange(
-                NOT_WAITING,
-                now,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-        } else {
-            reading.waiting_since.store(NOT_WAITING, Ordering::Release);
-        }
-        polled
     }
 }
 

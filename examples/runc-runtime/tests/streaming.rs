@@ -378,3 +378,74 @@ async fn exec_output_waits_for_a_slow_client_not_for_a_background_process() {
     assert_eq!((code, out.await.unwrap()), (0, b"started\n".to_vec()));
     runtime.shutdown().await;
 }
+
+/// An attached client slower than the container gets every byte of its output: the
+/// container's output waits for it (as under containerd) instead of skipping what the client
+/// has not taken yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_attached_client_gets_all_output() {
+    let Some(images) = common::requirements() else {
+        return;
+    };
+    let runtime = Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        ..Default::default()
+    })
+    .await;
+    let client = runtime.client.clone();
+    let pod_config = runtime.pod_config("slow-attach", false);
+    let pod = client
+        .run_pod_sandbox(pod_config.clone(), "")
+        .await
+        .unwrap();
+    // Far more than every buffer on the way (pipe, monitor, socket, session, client window).
+    const BYTES: usize = 32 << 20;
+    let command = format!("read line && head -c {BYTES} /dev/zero");
+    let mut config = Runtime::container_config("writer", &images.busybox, &["sh", "-c", &command]);
+    config.stdin = true;
+    config.stdin_once = true;
+    let id = client
+        .create_container(&pod, config, Some(pod_config.clone()))
+        .await
+        .unwrap();
+    client.start_container(&id).await.unwrap();
+
+    // About 8 MiB/s, where head writes hundreds.
+    let (writer, mut reader) = tokio::io::duplex(16 * 1024);
+    let slow = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let (mut keyboard, stdin) = tokio::io::duplex(64);
+    keyboard.write_all(b"go\n").await.unwrap();
+    let stdin: Reader = Box::pin(stdin);
+    let attached = tokio::time::timeout(
+        Duration::from_secs(120),
+        client.attach(
+            &id,
+            Transport::Spdy,
+            Streams {
+                stdin: Some(stdin),
+                stdout: Some(Box::pin(writer)),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("attach ends when the container exits");
+    drop(keyboard);
+    attached.unwrap();
+    assert_eq!(
+        slow.await.unwrap(),
+        BYTES,
+        "every byte reached the attached client"
+    );
+    runtime.shutdown().await;
+}

@@ -24,8 +24,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cri_oci::log::{LogOptions, LogWriter, Stream};
@@ -36,12 +37,13 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::cgroups::{Cgroups, memory_cgroup_of};
+use crate::drain::{self, Reading, Watched};
 use protocol::{
     AttachStream, ExitRecord, Handshake, MonitorConfig, Reply, Request, now_nanos, short_path,
 };
 
-/// How long output may keep flowing after the init exited (processes that inherited the
-/// container's stdio and outlived it) before the log is closed anyway.
+/// How long the output may stay quiet but open after the init exited (processes that
+/// inherited the container's stdio and outlived it) before the log is closed anyway.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Entry point of the `monitor` subcommand.
@@ -163,16 +165,16 @@ async fn run(dir: &Path) -> Result<(), String> {
             stdout,
             stderr,
         } => {
-            pumps.push(tokio::spawn(pump(
+            pumps.push(Pump::spawn(
                 stdout,
                 log.as_ref().map(|l| sink(l, Stream::Stdout, &mut readers)),
                 stdout_tx.clone(),
-            )));
-            pumps.push(tokio::spawn(pump(
+            ));
+            pumps.push(Pump::spawn(
                 stderr,
                 log.as_ref().map(|l| sink(l, Stream::Stderr, &mut readers)),
                 stderr_tx.clone(),
-            )));
+            ));
             if let Some(stdin) = stdin {
                 tokio::spawn(feed_stdin(stdin_rx, stdin));
             }
@@ -183,11 +185,11 @@ async fn run(dir: &Path) -> Result<(), String> {
             writer,
         } => {
             master = Some(fd);
-            pumps.push(tokio::spawn(pump(
+            pumps.push(Pump::spawn(
                 reader,
                 log.as_ref().map(|l| sink(l, Stream::Stdout, &mut readers)),
                 stdout_tx.clone(),
-            )));
+            ));
             tokio::spawn(feed_stdin(stdin_rx, writer));
         }
     }
@@ -205,10 +207,16 @@ async fn run(dir: &Path) -> Result<(), String> {
 
     let status = reap(pid).await;
 
-    // Let the output drain, then close the log so every byte read is on disk.
-    let drained = tokio::time::timeout(DRAIN_GRACE, futures_util::future::join_all(pumps));
-    if drained.await.is_err() {
-        eprintln!("output still open {DRAIN_GRACE:?} after the container exited; closing");
+    // Let the output drain, then close the log so every byte read is on disk. Only waiting
+    // for the container's side counts against the grace: attached clients may be slow.
+    for mut pump in pumps {
+        if !drain::finish(&mut pump.task, &pump.reading, DRAIN_GRACE).await {
+            eprintln!(
+                "output still open {DRAIN_GRACE:?} after the container exited and went quiet; \
+                 closing"
+            );
+            break;
+        }
     }
     for fanout in [&shared.stdout, &shared.stderr] {
         fanout.close();
@@ -227,6 +235,11 @@ async fn run(dir: &Path) -> Result<(), String> {
     protocol::write_json_atomic(&dir.join(protocol::EXIT_FILE), &record)
         .map_err(|e| format!("writing {}: {e}", protocol::EXIT_FILE))?;
     shared.exit.send_replace(Some(record));
+    // Attached clients get what was queued for them before the process (and their
+    // connections) go.
+    for fanout in [&shared.stdout, &shared.stderr] {
+        fanout.delivered_all().await;
+    }
     // Give waiters a moment to receive their answer before the process (and socket) goes.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = std::fs::remove_file(dir.join(protocol::SOCKET_FILE));
@@ -444,6 +457,24 @@ fn sink(log: &LogWriter, stream: Stream, readers: &mut Readers) -> tokio::io::Du
     ours
 }
 
+/// One output stream's copy into the log and to attached clients ([`pump`]), with what it is
+/// waiting for.
+struct Pump {
+    task: tokio::task::JoinHandle<()>,
+    reading: Arc<Reading>,
+}
+
+impl Pump {
+    fn spawn<R>(from: R, log: Option<tokio::io::DuplexStream>, fanout: Arc<Fanout>) -> Pump
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        let reading = Reading::new();
+        let task = tokio::spawn(pump(Watched::new(from, &reading), log, fanout));
+        Pump { task, reading }
+    }
+}
+
 /// Copies one output stream into the log and to attached clients until it ends.
 async fn pump<R: AsyncRead + Unpin>(
     mut from: R,
@@ -488,6 +519,29 @@ struct Fanout {
     clients: Mutex<Option<Vec<mpsc::Sender<Bytes>>>>,
     /// [`ATTACH_STALL`], shorter in tests.
     stall: Duration,
+    /// Clients still delivering their queue ([`Subscription`]s alive).
+    active: AtomicUsize,
+    /// Bytes delivered to clients so far.
+    delivered: AtomicU64,
+}
+
+/// A client's queue of a [`Fanout`]; the fanout counts it as delivering until it is dropped.
+struct Subscription {
+    queue: mpsc::Receiver<Bytes>,
+    fanout: Arc<Fanout>,
+}
+
+impl Subscription {
+    /// Notes that `n` bytes reached the client.
+    fn delivered(&self, n: usize) {
+        self.fanout.delivered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.fanout.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Fanout {
@@ -499,15 +553,41 @@ impl Fanout {
         Fanout {
             clients: Mutex::new(Some(Vec::new())),
             stall,
+            active: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
         }
     }
 
     /// A new client's queue, or `None` when the stream has ended.
-    fn subscribe(&self) -> Option<mpsc::Receiver<Bytes>> {
+    fn subscribe(self: &Arc<Self>) -> Option<Subscription> {
         let mut clients = lock(&self.clients);
         let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
         clients.as_mut()?.push(tx);
-        Some(rx)
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Some(Subscription {
+            queue: rx,
+            fanout: self.clone(),
+        })
+    }
+
+    /// After [`Fanout::close`]: waits until every client has been handed what was queued for
+    /// it, for as long as they keep taking it (a client that takes nothing for the stall
+    /// limit is given up on).
+    async fn delivered_all(&self) {
+        let mut seen = (self.delivered.load(Ordering::Relaxed), Instant::now());
+        while self.active.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let delivered = self.delivered.load(Ordering::Relaxed);
+            if delivered != seen.0 {
+                seen = (delivered, Instant::now());
+            } else if seen.1.elapsed() >= self.stall {
+                eprintln!(
+                    "an attached client took nothing for {:?}; leaving",
+                    self.stall
+                );
+                return;
+            }
+        }
     }
 
     /// Hands `chunk` to every client, waiting for full queues (see [`Fanout`]).
@@ -656,8 +736,9 @@ async fn attach(
             reply(&mut stream, &Reply::ok()).await?;
             let mut stream = stream.into_inner();
             if let Some(mut output) = subscription {
-                while let Some(chunk) = output.recv().await {
+                while let Some(chunk) = output.queue.recv().await {
                     stream.write_all(&chunk).await?;
+                    output.delivered(chunk.len());
                 }
             }
             stream.shutdown().await
@@ -702,6 +783,7 @@ mod tests {
         let fanout = Arc::new(Fanout::with_stall(Duration::from_millis(300)));
         let mut slow = fanout.subscribe().unwrap();
         let mut stuck = fanout.subscribe().unwrap();
+        assert_eq!(fanout.active.load(Ordering::Acquire), 2);
         let chunks = 4 * ATTACH_QUEUE;
         let sender = {
             let fanout = fanout.clone();
@@ -715,7 +797,7 @@ mod tests {
             })
         };
         let mut got = Vec::new();
-        while let Some(chunk) = slow.recv().await {
+        while let Some(chunk) = slow.queue.recv().await {
             got.push(u32::from_be_bytes(chunk[..].try_into().unwrap()) as usize);
             if got.len() % 16 == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -728,9 +810,15 @@ mod tests {
             "every chunk, in order"
         );
         let mut kept = 0;
-        while stuck.recv().await.is_some() {
+        while stuck.queue.recv().await.is_some() {
             kept += 1;
         }
+        drop((slow, stuck));
+        assert_eq!(
+            fanout.active.load(Ordering::Acquire),
+            0,
+            "both done delivering"
+        );
         assert_eq!(
             kept, ATTACH_QUEUE,
             "the stuck client keeps what was queued, then ends"
