@@ -23,6 +23,47 @@ fn capture() -> (Writer, JoinHandle<Vec<u8>>) {
 
 const TRANSPORTS: [Transport; 2] = [Transport::Spdy, Transport::WebSocket];
 
+/// A client output that takes 16 KiB, then sleeps `pause`, until the end; counts the bytes.
+fn slow_reader(pause: Duration) -> (Writer, JoinHandle<usize>) {
+    let (writer, mut reader) = tokio::io::duplex(16 * 1024);
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+            tokio::time::sleep(pause).await;
+        }
+    });
+    (Box::pin(writer), task)
+}
+
+/// A runtime with the test images and one host-network pod named `name`.
+async fn runtime_with_pod(
+    name: &str,
+) -> Option<(
+    Runtime,
+    String,
+    cri_client::cri_api::v1::PodSandboxConfig,
+    String,
+)> {
+    let images = common::requirements()?;
+    let runtime = Runtime::start(common::Options {
+        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+        ..Default::default()
+    })
+    .await;
+    let config = runtime.pod_config(name, false);
+    let pod = runtime
+        .client
+        .run_pod_sandbox(config.clone(), "")
+        .await
+        .unwrap();
+    Some((runtime, pod, config, images.busybox))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_and_attach() {
     let Some(images) = common::requirements() else {
@@ -307,21 +348,11 @@ async fn port_forward_into_host_and_pod_networks() {
 /// ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_output_waits_for_a_slow_client_not_for_a_background_process() {
-    let Some(images) = common::requirements() else {
+    let Some((runtime, pod, pod_config, busybox)) = runtime_with_pod("slow-client").await else {
         return;
     };
-    let runtime = Runtime::start(common::Options {
-        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
-        ..Default::default()
-    })
-    .await;
     let client = runtime.client.clone();
-    let pod_config = runtime.pod_config("slow-client", false);
-    let pod = client
-        .run_pod_sandbox(pod_config.clone(), "")
-        .await
-        .unwrap();
-    let shell = Runtime::container_config("shell", &images.busybox, &["sleep", "3600"]);
+    let shell = Runtime::container_config("shell", &busybox, &["sleep", "3600"]);
     let id = client
         .create_container(&pod, shell, Some(pod_config.clone()))
         .await
@@ -330,25 +361,14 @@ async fn exec_output_waits_for_a_slow_client_not_for_a_background_process() {
 
     // About 530 KiB/s: the last 1.5 MiB or so take about 3 s after the exit.
     const BYTES: usize = 5 << 20;
-    let (writer, mut reader) = tokio::io::duplex(16 * 1024);
-    let slow = tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut total = 0;
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-    });
+    let (writer, slow) = slow_reader(Duration::from_millis(30));
     let code = client
         .exec(
             &id,
             ["head", "-c", &BYTES.to_string(), "/dev/zero"],
             Transport::Spdy,
             Streams {
-                stdout: Some(Box::pin(writer)),
+                stdout: Some(writer),
                 ..Default::default()
             },
         )
@@ -384,24 +404,14 @@ async fn exec_output_waits_for_a_slow_client_not_for_a_background_process() {
 /// has not taken yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_attached_client_gets_all_output() {
-    let Some(images) = common::requirements() else {
+    let Some((runtime, pod, pod_config, busybox)) = runtime_with_pod("slow-attach").await else {
         return;
     };
-    let runtime = Runtime::start(common::Options {
-        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
-        ..Default::default()
-    })
-    .await;
     let client = runtime.client.clone();
-    let pod_config = runtime.pod_config("slow-attach", false);
-    let pod = client
-        .run_pod_sandbox(pod_config.clone(), "")
-        .await
-        .unwrap();
     // Far more than every buffer on the way (pipe, monitor, socket, session, client window).
     const BYTES: usize = 32 << 20;
     let command = format!("read line && head -c {BYTES} /dev/zero");
-    let mut config = Runtime::container_config("writer", &images.busybox, &["sh", "-c", &command]);
+    let mut config = Runtime::container_config("writer", &busybox, &["sh", "-c", &command]);
     config.stdin = true;
     config.stdin_once = true;
     let id = client
@@ -411,18 +421,7 @@ async fn a_slow_attached_client_gets_all_output() {
     client.start_container(&id).await.unwrap();
 
     // About 8 MiB/s, where head writes hundreds.
-    let (writer, mut reader) = tokio::io::duplex(16 * 1024);
-    let slow = tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut total = 0;
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    });
+    let (writer, slow) = slow_reader(Duration::from_millis(2));
     let (mut keyboard, stdin) = tokio::io::duplex(64);
     keyboard.write_all(b"go\n").await.unwrap();
     let stdin: Reader = Box::pin(stdin);
@@ -433,7 +432,7 @@ async fn a_slow_attached_client_gets_all_output() {
             Transport::Spdy,
             Streams {
                 stdin: Some(stdin),
-                stdout: Some(Box::pin(writer)),
+                stdout: Some(writer),
                 ..Default::default()
             },
         ),
