@@ -65,7 +65,7 @@ where
 /// queue). When the runtime drops its writer the sink comes back to the returned task, which
 /// shuts it down (FIN / channel close; a shutdown flushes first) unless the runtime already
 /// did. Awaiting the handle therefore means "all output has been handed to the transport".
-pub(crate) fn pump<W>(sink: W) -> (Writer, JoinHandle<()>)
+pub(crate) fn lend<W>(sink: W) -> (Writer, JoinHandle<()>)
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
@@ -86,7 +86,7 @@ where
     (Box::pin(lent), task)
 }
 
-/// The runtime's end of [`pump`]: the sink, returned (with whether the runtime shut it down)
+/// The runtime's end of [`lend`]: the sink, returned (with whether the runtime shut it down)
 /// when dropped.
 struct Lent<W> {
     /// Always `Some` until dropped.
@@ -262,9 +262,9 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn pump_delivers_everything_then_closes() {
+    async fn lend_delivers_everything_then_closes() {
         let (sink, mut other) = tokio::io::duplex(1024);
-        let (mut writer, task) = pump(sink);
+        let (mut writer, task) = lend(sink);
         let payload = vec![7u8; 1 << 20];
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
@@ -278,9 +278,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pump_closes_once_after_the_runtime_shut_its_writer_down() {
+    async fn lend_closes_once_after_the_runtime_shut_its_writer_down() {
         let (sink, mut other) = tokio::io::duplex(1024);
-        let (mut writer, task) = pump(sink);
+        let (mut writer, task) = lend(sink);
         writer.write_all(b"last words").await.unwrap();
         writer.shutdown().await.unwrap();
         let mut got = Vec::new();

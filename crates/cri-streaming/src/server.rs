@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::io::{Joined, pump, resizes};
+use crate::io::{Joined, lend, resizes};
 use crate::protocol::{self, PORTFORWARD_VERSION, Status, Version, stream_type};
 use crate::runtime::{Session, StreamingRuntime};
 use crate::token::{Cache, Pending, TokenError};
@@ -553,14 +553,14 @@ async fn spdy_remotecommand(
     let stdin = take(stream_type::STDIN);
     let (stdout, stdout_done) = match take(stream_type::STDOUT) {
         Some(s) => {
-            let (w, task) = pump(s);
+            let (w, task) = lend(s);
             (Some(w), Some(task))
         }
         None => (None, None),
     };
     let (stderr, stderr_done) = match take(stream_type::STDERR) {
         Some(s) => {
-            let (w, task) = pump(s);
+            let (w, task) = lend(s);
             (Some(w), Some(task))
         }
         None => (None, None),
@@ -794,13 +794,13 @@ async fn ws_remotecommand(
         .stdin
         .then(|| Box::pin(socket.reader(0)) as crate::runtime::Reader);
     let (stdout, stdout_done) = if wanted.stdout {
-        let (w, t) = pump(socket.writer(1));
+        let (w, t) = lend(socket.writer(1));
         (Some(w), Some(t))
     } else {
         (None, None)
     };
     let (stderr, stderr_done) = if wanted.stderr {
-        let (w, t) = pump(socket.writer(2));
+        let (w, t) = lend(socket.writer(2));
         (Some(w), Some(t))
     } else {
         (None, None)
