@@ -205,6 +205,7 @@ fn install_subscriber() {
     let filter = tracing_subscriber::EnvFilter::new("info");
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(cri_server::logging::TextFields)
         .with_ansi(false)
         .with_writer(std::io::sink)
         .init();

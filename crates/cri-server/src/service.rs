@@ -12,7 +12,6 @@ use cri_api::v1::{image_service_server, runtime_service_server, *};
 use futures_util::{FutureExt, StreamExt};
 use tonic::codegen::BoxStream;
 use tonic::{Code, Request, Response, Status};
-use tracing::Instrument;
 
 use crate::metrics::{Metrics, code_name, method_index};
 use crate::stream::ResponseStream;
@@ -94,9 +93,8 @@ where
             )))
         })
     };
-    // Polled in place so that the span is borrowed back afterwards instead of cloned; the
-    // span is entered at every poll and while the work is dropped (a cancelled call too).
-    let mut work = std::pin::pin!(work.instrument(span));
+    // Polled in place so that the span is borrowed back afterwards instead of cloned.
+    let mut work = std::pin::pin!(InSpan::new(span, work));
     let result = work.as_mut().await;
     let span = work.span();
 
@@ -112,6 +110,59 @@ where
     result
         .map(|out| Response::new(convert(out)))
         .map_err(Status::from)
+}
+
+pin_project_lite::pin_project! {
+    /// `work` run inside `span`: the span is entered at every poll and while unfinished work
+    /// is dropped (a cancelled call's clean-up logs in its span). Finished work is dropped as
+    /// soon as it is done; nothing of it is left to run, so it needs no span (unlike
+    /// `tracing::Instrumented`, which enters the span again to drop it).
+    struct InSpan<F> {
+        span: tracing::Span,
+        #[pin]
+        work: Option<F>,
+    }
+
+    impl<F> PinnedDrop for InSpan<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.work.is_some() {
+                let _entered = this.span.enter();
+                this.work.set(None);
+            }
+        }
+    }
+}
+
+impl<F> InSpan<F> {
+    fn new(span: tracing::Span, work: F) -> Self {
+        Self {
+            span,
+            work: Some(work),
+        }
+    }
+
+    fn span(self: std::pin::Pin<&mut Self>) -> &tracing::Span {
+        self.project().span
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        let Some(work) = this.work.as_mut().as_pin_mut() else {
+            panic!("InSpan polled after it finished");
+        };
+        let output = std::task::ready!(work.poll(cx));
+        this.work.set(None);
+        std::task::Poll::Ready(output)
+    }
 }
 
 /// Records `code` and `latency_us` on the call's span in one go (one look-up of the span
@@ -301,4 +352,53 @@ adapter! {
         stream_images "StreamImages" (StreamImagesRequest) -> StreamImagesResponse;
     }
     urls {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Notes the name of the current span when dropped.
+    struct Guard(Arc<Mutex<Vec<Option<&'static str>>>>);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let current = tracing::Span::current().metadata().map(|m| m.name());
+            self.0.lock().unwrap().push(current);
+        }
+    }
+
+    #[tokio::test]
+    async fn work_runs_and_is_dropped_inside_its_span() {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+
+        // Finished: the work's locals are dropped inside the span before it returns.
+        let guard = Guard(seen.clone());
+        let work = InSpan::new(tracing::info_span!("cri"), async move {
+            let _guard = guard;
+            tokio::task::yield_now().await;
+            7
+        });
+        assert_eq!(work.await, 7);
+
+        // Cancelled: dropped part-way, inside the span.
+        let guard = Guard(seen.clone());
+        let mut work = Box::pin(InSpan::new(tracing::info_span!("cri"), async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        }));
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx)));
+        assert!(polled.await.is_pending());
+        drop(work);
+
+        assert_eq!(*seen.lock().unwrap(), [Some("cri"), Some("cri")]);
+        assert_eq!(tracing::Span::current().metadata(), None, "left the span");
+    }
 }
