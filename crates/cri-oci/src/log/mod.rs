@@ -86,6 +86,7 @@
 //! error is returned and writing carries on into the old file: the kubelet renames the rotated
 //! file back when reopening fails, so the output lands where it looks.
 
+mod input;
 mod queue;
 mod reader;
 mod split;
@@ -102,6 +103,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::{Error, Result};
+pub use input::LogInput;
 use queue::{Control, Queue};
 use split::{ChunkBuilder, LineSplitter};
 
@@ -315,7 +317,37 @@ impl Shared {
     /// them. Stamping and queueing happen under one lock so that times in the file are in order.
     fn enqueue(&self, stream: Stream, splitter: &mut LineSplitter, data: &[u8], eof: bool) {
         let read_at = unix_nanos((self.options.clock)());
-        let mut state = self.lock();
+        let state = self.lock();
+        self.enqueue_locked(state, read_at, stream, splitter, data, eof);
+    }
+
+    /// [`enqueue`](Self::enqueue) for a [`LogInput`]: refused (`false`) once `close` began, since
+    /// `close` does not wait for inputs as it waits for readers.
+    fn enqueue_input(
+        &self,
+        stream: Stream,
+        splitter: &mut LineSplitter,
+        data: &[u8],
+        eof: bool,
+    ) -> bool {
+        let read_at = unix_nanos((self.options.clock)());
+        let state = self.lock();
+        if state.closing || state.writer_finished {
+            return false;
+        }
+        self.enqueue_locked(state, read_at, stream, splitter, data, eof);
+        true
+    }
+
+    fn enqueue_locked(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        read_at: i64,
+        stream: Stream,
+        splitter: &mut LineSplitter,
+        data: &[u8],
+        eof: bool,
+    ) {
         let nanos = read_at.max(state.last_nanos);
         let mut builder = ChunkBuilder::new(nanos, stream);
         let mut emit = |tag, content: &[u8]| builder.record(tag, content);
@@ -512,13 +544,21 @@ impl LogWriter {
         }
     }
 
+    /// A stream the caller pushes bytes into ([`LogInput::push`]) instead of one read by a
+    /// task: for output the caller already holds in memory, without a pipe or a task in
+    /// between. Inputs are not waited for by [`close`](LogWriter::close): finish them first to
+    /// keep an unterminated last line.
+    pub fn input(&self, stream: Stream) -> LogInput {
+        LogInput::new(self.clone(), stream)
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> LogStats {
         self.inner.shared.lock().stats
     }
 
-    /// Stops the readers (each queues what it has read, an unterminated line as a `P` record),
-    /// writes everything queued, closes the file and returns the final counters. Later calls
+    /// Stops the readers (each queues what it has read, an unterminated line as a `P` record)
+    /// and refuses further [inputs](LogWriter::input), writes everything queued, closes the file and returns the final counters. Later calls
     /// on clones return the same counters; later [`attach`](LogWriter::attach) calls fail.
     ///
     /// To keep everything a container wrote, await the [`attach`](LogWriter::attach) tasks

@@ -12,8 +12,9 @@ use super::split::LineSplitter;
 use super::{LogWriter, Stream};
 use crate::{Error, Result};
 
-/// Bytes asked for per read: half a default Linux pipe, so a busy pipe drains in two reads.
-const READ_SIZE: usize = 32 * 1024;
+/// Bytes asked for per read: two default Linux pipes, so a busy stream is drained in few
+/// reads (each read costs a wake-up and a pass of the line splitter).
+const READ_SIZE: usize = 128 * 1024;
 
 /// Counts the reader as active while it exists, so `close` can wait for it.
 struct Active<'a>(&'a LogWriter);

@@ -12,8 +12,10 @@ use super::queue::{Control, Dropped, Work};
 use super::split::{Chunk, single_record};
 use super::{LogSink, Shared, Stream};
 
-/// Most bytes of records handed to one blocking write call.
-const MAX_BATCH: usize = 64 * 1024;
+/// Most bytes of records handed to one blocking write call: each call is a hand-off to the
+/// blocking pool, so a busy stream is written in large batches. The records are already in
+/// memory; a batch only groups them.
+const MAX_BATCH: usize = 1024 * 1024;
 
 /// Opens (creating it `0640` if missing) a container log file for appending.
 pub(super) fn open_log_file(path: &Path) -> io::Result<File> {

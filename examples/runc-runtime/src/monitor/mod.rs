@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cri_oci::log::{LogOptions, LogWriter, Stream};
+use cri_oci::log::{LogInput, LogOptions, LogWriter, Stream};
 use rustix::process::{Pid, WaitOptions, WaitStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
@@ -158,7 +158,6 @@ async fn run(dir: &Path) -> Result<(), String> {
     let (stdout_tx, stderr_tx) = (Arc::new(Fanout::new()), Arc::new(Fanout::new()));
     let mut master = None;
     let mut pumps = Vec::new();
-    let mut readers = Readers::new();
     match io {
         Io::Pipes {
             stdin,
@@ -167,12 +166,12 @@ async fn run(dir: &Path) -> Result<(), String> {
         } => {
             pumps.push(Pump::spawn(
                 stdout,
-                log.as_ref().map(|l| sink(l, Stream::Stdout, &mut readers)),
+                log.as_ref().map(|l| l.input(Stream::Stdout)),
                 stdout_tx.clone(),
             ));
             pumps.push(Pump::spawn(
                 stderr,
-                log.as_ref().map(|l| sink(l, Stream::Stderr, &mut readers)),
+                log.as_ref().map(|l| l.input(Stream::Stderr)),
                 stderr_tx.clone(),
             ));
             if let Some(stdin) = stdin {
@@ -187,7 +186,7 @@ async fn run(dir: &Path) -> Result<(), String> {
             master = Some(fd);
             pumps.push(Pump::spawn(
                 reader,
-                log.as_ref().map(|l| sink(l, Stream::Stdout, &mut readers)),
+                log.as_ref().map(|l| l.input(Stream::Stdout)),
                 stdout_tx.clone(),
             ));
             tokio::spawn(feed_stdin(stdin_rx, writer));
@@ -221,7 +220,6 @@ async fn run(dir: &Path) -> Result<(), String> {
     for fanout in [&shared.stdout, &shared.stderr] {
         fanout.close();
     }
-    let _ = tokio::time::timeout(DRAIN_GRACE, futures_util::future::join_all(readers)).await;
     if let Some(log) = &shared.log
         && let Err(e) = log.clone().close().await
     {
@@ -322,6 +320,10 @@ async fn create(config: &MonitorConfig, dir: &Path) -> Result<(u32, Io, UnixList
     } else {
         let (stdout_r, stdout_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (stderr_r, stderr_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        for pipe in [&stdout_r, &stderr_r] {
+            // Best effort: the default size only costs throughput.
+            let _ = rustix::pipe::fcntl_setpipe_size(pipe, OUTPUT_PIPE_SIZE);
+        }
         let (stdin_r, stdin_w) = if config.stdin {
             let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
             (Stdio::from(r), Some(w))
@@ -435,9 +437,6 @@ async fn reap(init: u32) -> Option<WaitStatus> {
     }
 }
 
-/// Log readers still copying; awaited before the log is closed so nothing read is lost.
-type Readers = Vec<tokio::task::JoinHandle<cri_oci::Result<u64>>>;
-
 /// Whether process `pid` exists and is not a zombie.
 fn alive(pid: Pid) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()));
@@ -450,12 +449,13 @@ fn alive(pid: Pid) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
-/// The writer end of an in-process pipe whose reader the log writer consumes.
-fn sink(log: &LogWriter, stream: Stream, readers: &mut Readers) -> tokio::io::DuplexStream {
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    readers.push(log.attach(stream, theirs));
-    ours
-}
+/// Bytes the pump reads from the container at a time (and so the largest chunk it hands to
+/// the log and to attached clients): fewer, larger chunks cost fewer wake-ups per byte.
+const PUMP_READ: usize = 128 * 1024;
+
+/// The size of the container's stdout and stderr pipes (Linux's default is 64 KiB): the
+/// container writes on while the pump is busy with the last chunk.
+const OUTPUT_PIPE_SIZE: usize = 1024 * 1024;
 
 /// One output stream's copy into the log and to attached clients ([`pump`]), with what it is
 /// waiting for.
@@ -465,7 +465,7 @@ struct Pump {
 }
 
 impl Pump {
-    fn spawn<R>(from: R, log: Option<tokio::io::DuplexStream>, fanout: Arc<Fanout>) -> Pump
+    fn spawn<R>(from: R, log: Option<LogInput>, fanout: Arc<Fanout>) -> Pump
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
@@ -475,36 +475,34 @@ impl Pump {
     }
 }
 
-/// Copies one output stream into the log and to attached clients until it ends.
-async fn pump<R: AsyncRead + Unpin>(
-    mut from: R,
-    mut log: Option<tokio::io::DuplexStream>,
-    fanout: Arc<Fanout>,
-) {
-    let mut buf = vec![0u8; 32 * 1024];
+/// Copies one output stream into the log and to attached clients until it ends. Each read
+/// lands in its own buffer, which the log splits from and the clients share: no copy.
+async fn pump<R: AsyncRead + Unpin>(mut from: R, mut log: Option<LogInput>, fanout: Arc<Fanout>) {
+    let mut buf = bytes::BytesMut::new();
     loop {
-        let n = match from.read(&mut buf).await {
+        buf.reserve(PUMP_READ);
+        match from.read_buf(&mut buf).await {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             // A pty master reads EIO once the last slave is closed: the end.
             Err(_) => break,
-        };
-        let chunk = Bytes::copy_from_slice(&buf[..n]);
-        if let Some(sink) = log.as_mut()
-            && sink.write_all(&chunk).await.is_err()
+        }
+        let chunk = buf.split().freeze();
+        if let Some(input) = log.as_mut()
+            && !input.push(&chunk)
         {
             log = None;
         }
         fanout.send(chunk).await;
     }
-    if let Some(mut sink) = log {
-        let _ = sink.shutdown().await;
+    if let Some(input) = log {
+        input.finish();
     }
 }
 
-/// Chunks queued for one attached client (32 KiB each: up to 2 MiB).
-const ATTACH_QUEUE: usize = 64;
+/// Chunks queued for one attached client (at most [`PUMP_READ`] each: up to 2 MiB).
+const ATTACH_QUEUE: usize = 16;
 
 /// How long an attached client may take nothing before it is let go.
 const ATTACH_STALL: Duration = Duration::from_secs(10);
