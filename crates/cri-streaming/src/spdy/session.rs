@@ -218,6 +218,9 @@ pub(super) struct State {
     closing: bool,
     /// The session is over: `Some(None)` after a clean end, `Some(Some(_))` after a failure.
     ended: Option<Option<Failure>>,
+    /// Writing the transport failed (the reader may still be going): what is unwritten never
+    /// will be.
+    write_failed: Option<Failure>,
     accept_queue: VecDeque<u32>,
     incoming_waker: Option<Waker>,
     incoming_alive: bool,
@@ -275,6 +278,7 @@ impl Shared {
             goaway_received: false,
             closing: false,
             ended: None,
+            write_failed: None,
             accept_queue: VecDeque::new(),
             incoming_waker: None,
             incoming_alive: true,
@@ -519,6 +523,24 @@ impl State {
             self.fx.wakers.push(waker);
         }
         self.wake_blocked_writers();
+    }
+
+    /// The transport can no longer be written: nothing more is queued (writes and new streams
+    /// fail, flushes of what was unwritten fail), while the reader goes on.
+    fn stop_writing(&mut self, failure: Failure) {
+        self.control.clear();
+        self.data.clear();
+        self.queued_data = 0;
+        self.write_failed = Some(failure);
+        for s in self.streams.values_mut() {
+            let wakers = [s.write_waker.take(), s.flush_waker.take()];
+            self.fx.wakers.extend(wakers.into_iter().flatten());
+        }
+        if self.reader_waiting {
+            self.reader_waiting = false;
+            self.fx.reader = true;
+        }
+        self.begin_closing();
     }
 
     /// `Connection::close`: GOAWAY, then the writer drains its queues and shuts down.
@@ -874,6 +896,9 @@ impl State {
         }
         if s.unwritten == 0 {
             return Poll::Ready(Ok(()));
+        }
+        if let Some(failure) = &self.write_failed {
+            return Poll::Ready(Err(failure.to_error().into()));
         }
         if ended {
             return Poll::Ready(Err(self.stream_error(id).into()));
@@ -1281,6 +1306,16 @@ where
             result = &mut writer => {
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "SPDY writer failed");
+                    if !reader_done {
+                        // The peer may have hung up after its last frames: a Go peer that
+                        // closes with our WINDOW_UPDATEs unread resets the connection, and our
+                        // next write fails. What it sent before is still readable, so read on
+                        // (for at most FINAL_FLUSH) before failing what is left.
+                        shared.with(|st| st.stop_writing(Failure::Io(err.kind(), err.to_string())));
+                        if let Ok(end) = tokio::time::timeout(FINAL_FLUSH, &mut reader).await {
+                            shared.with(|st| st.on_reader_end(end));
+                        }
+                    }
                     shared.with(|st| st.terminate(Some(Failure::Io(err.kind(), err.to_string()))));
                 }
                 break;

@@ -1674,3 +1674,98 @@ async fn ping_flood_is_answered_with_bounded_queues() {
     })
     .await;
 }
+
+/// A transport whose writes start failing (broken pipe) when told to, while reads go on.
+struct WritesFail {
+    io: DuplexStream,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for WritesFail {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for WritesFail {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.failing.load(std::sync::atomic::Ordering::Acquire) {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn what_the_peer_sent_before_hanging_up_is_read_after_a_write_fails() {
+    // containerd (Go) closes an exec's connection right after the exit status; with our
+    // WINDOW_UPDATEs unread on its side the connection is reset, and our next write fails
+    // while its last frames are still on their way in.
+    within(async {
+        let config = Config::default();
+        let (a, b) = tokio::io::duplex(256 * 1024);
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let io = WritesFail {
+            io: a,
+            failing: failing.clone(),
+        };
+        let (conn, _incoming) = Connection::new(io, Role::Client, config.clone());
+        let mut raw = Raw::new(b);
+        expect_preface(&mut raw, &config).await;
+        let opening = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.open(h(&[("streamtype", "error")])).await })
+        };
+        match raw.recv_significant().await {
+            Some(RawFrame::Control(Received::SynStream { stream: 1, .. }, _)) => {}
+            other => panic!("expected SYN_STREAM 1, got {other:?}"),
+        }
+        raw.send(Outgoing::SynReply {
+            stream: 1,
+            headers: h(&[]),
+        })
+        .await;
+        let mut status = opening.await.unwrap().expect("open");
+
+        failing.store(true, std::sync::atomic::Ordering::Release);
+        // Our half-close is the write that fails: it is reported, without waiting for the
+        // session to end.
+        let shutdown = tokio::time::timeout(Duration::from_secs(5), status.shutdown()).await;
+        let err = shutdown
+            .expect("the failed write is reported at once")
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+        raw.send_data(1, true, b"{\"status\":\"Success\"}").await;
+        drop(raw);
+
+        assert_eq!(
+            read_all(&mut status).await.expect("the status arrives"),
+            b"{\"status\":\"Success\"}"
+        );
+        // The session has ended; it accepts nothing more.
+        assert!(conn.open(h(&[("streamtype", "stdout")])).await.is_err());
+    })
+    .await;
+}
