@@ -8,7 +8,8 @@
 //! container: busybox `head -c` (what issue #18 measured; it reads and writes 4 KiB at a time
 //! and is itself the bound) and busybox `dd bs=128k` (rows ending in `-dd`):
 //!
-//! - **stdout**: the tool writes N zeros, read by the client;
+//! - **stdout**: the tool writes N zeros, read by the client (into a counting writer, as for
+//!   attach);
 //! - **stdin**: the client writes N bytes, which the tool reads and discards; it exits once
 //!   it has them (so no end-of-stdin signal is needed, which containerd's WebSocket cannot
 //!   give) and says how many it got (`wc -c`, `dd`'s record count), which is checked;
@@ -31,6 +32,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -242,6 +244,43 @@ async fn target(
     target
 }
 
+/// The client's output stream as `/dev/null` with a count: takes every write whole, so the
+/// client's side of a session costs only the transport (a pipe to a counting task would add
+/// two copies and a task, the same for both runtimes, on a machine both sides share).
+#[derive(Clone, Default)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn total(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.fetch_add(bytes.len(), Ordering::AcqRel);
+        std::task::Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// Counts what a reader yields until EOF.
 async fn drain(mut reader: impl tokio::io::AsyncRead + Unpin) -> usize {
     let mut buf = vec![0u8; 256 * 1024];
@@ -265,8 +304,7 @@ async fn measure(
     let started = Instant::now();
     let moved = match workload {
         Workload::Stdout => {
-            let (writer, reader) = tokio::io::duplex(256 * 1024);
-            let counter = tokio::spawn(drain(reader));
+            let counted = Counted::default();
             let code = target
                 .client
                 .exec(
@@ -274,7 +312,7 @@ async fn measure(
                     tool.producer(bytes),
                     transport,
                     Streams {
-                        stdout: Some(Box::pin(writer)),
+                        stdout: Some(Box::pin(counted.clone())),
                         ..Default::default()
                     },
                 )
@@ -283,7 +321,7 @@ async fn measure(
             if code != 0 {
                 return Err(format!("exit code {code}"));
             }
-            counter.await.unwrap()
+            counted.total()
         }
         Workload::Stdin => {
             let (mut writer, reader) = tokio::io::duplex(256 * 1024);
@@ -351,8 +389,7 @@ async fn measure(
                 .await;
             let (mut go, stdin) = tokio::io::duplex(64);
             go.write_all(b"go\n").await.unwrap();
-            let (writer, reader) = tokio::io::duplex(256 * 1024);
-            let counter = tokio::spawn(drain(reader));
+            let counted = Counted::default();
             let started_here = Instant::now();
             let attached = target
                 .client
@@ -361,14 +398,14 @@ async fn measure(
                     transport,
                     Streams {
                         stdin: Some(Box::pin(stdin)),
-                        stdout: Some(Box::pin(writer)),
+                        stdout: Some(Box::pin(counted.clone())),
                         ..Default::default()
                     },
                 )
                 .await;
             let secs = started_here.elapsed().as_secs_f64();
             drop(go);
-            let moved = counter.await.unwrap();
+            let moved = counted.total();
             target.remove(&id, &name).await;
             attached.map_err(|e| format!("attach: {e}"))?;
             if moved != bytes {
