@@ -558,8 +558,9 @@ impl LogWriter {
     }
 
     /// Stops the readers (each queues what it has read, an unterminated line as a `P` record)
-    /// and refuses further [inputs](LogWriter::input), writes everything queued, closes the file and returns the final counters. Later calls
-    /// on clones return the same counters; later [`attach`](LogWriter::attach) calls fail.
+    /// and refuses further [inputs](LogWriter::input), writes everything queued, closes the
+    /// file and returns the final counters. Later calls on clones return the same counters;
+    /// later [`attach`](LogWriter::attach) calls fail.
     ///
     /// To keep everything a container wrote, await the [`attach`](LogWriter::attach) tasks
     /// (they finish when the container's end of the pipes is closed) before closing.
