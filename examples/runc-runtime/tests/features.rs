@@ -7,40 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Runtime, status, wait_for};
+use common::{Pod, Runtime, status, wait_for};
 use cri_client::cri_api::log::Record;
 use cri_client::cri_api::v1::*;
 
-/// One pod with host networking and one helper to run containers in it.
-struct Pod {
-    runtime: Runtime,
-    id: String,
-    config: PodSandboxConfig,
-    image: String,
-}
-
+/// Helpers to run containers in the pod.
 impl Pod {
-    async fn start(name: &str) -> Option<Pod> {
-        let images = common::requirements()?;
-        let runtime = Runtime::start(common::Options {
-            imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
-            ..Default::default()
-        })
-        .await;
-        let config = runtime.pod_config(name, false);
-        let id = runtime
-            .client
-            .run_pod_sandbox(config.clone(), "")
-            .await
-            .unwrap();
-        Some(Pod {
-            runtime,
-            id,
-            config,
-            image: images.busybox,
-        })
-    }
-
     async fn run(&self, config: ContainerConfig) -> String {
         let id = self
             .runtime

@@ -11,45 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Runtime, wait_for};
+use common::{Pod, Runtime, wait_for};
 use cri_client::cri_api::v1::*;
-
-/// A runtime with one pod; containers run in it.
-struct Pod {
-    runtime: Runtime,
-    id: String,
-    config: PodSandboxConfig,
-    image: String,
-}
 
 impl Pod {
     /// A host-network pod, privileged when asked.
-    async fn start(name: &str, privileged: bool) -> Option<Pod> {
-        let images = common::requirements()?;
-        let runtime = Runtime::start(common::Options {
-            imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
-            ..Default::default()
+    async fn start_privileged(name: &str, privileged: bool) -> Option<Pod> {
+        Pod::start_with(name, |config| {
+            if let Some(sc) = config
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+            {
+                sc.privileged = privileged;
+            }
         })
-        .await;
-        let mut config = runtime.pod_config(name, false);
-        if let Some(sc) = config
-            .linux
-            .as_mut()
-            .and_then(|l| l.security_context.as_mut())
-        {
-            sc.privileged = privileged;
-        }
-        let id = runtime
-            .client
-            .run_pod_sandbox(config.clone(), "")
-            .await
-            .unwrap_or_else(|e| panic!("RunPodSandbox (privileged {privileged}): {e}"));
-        Some(Pod {
-            runtime,
-            id,
-            config,
-            image: images.busybox,
-        })
+        .await
     }
 
     fn config(&self, name: &str, edit: impl FnOnce(&mut LinuxContainerConfig)) -> ContainerConfig {
@@ -156,7 +133,7 @@ fn host_has_hugetlb() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kubelets_hugepage_limits_run() {
-    let Some(pod) = Pod::start("hugepages", false).await else {
+    let Some(pod) = Pod::start_privileged("hugepages", false).await else {
         return;
     };
     let limits = kubelet_hugepage_limits(0);
@@ -234,7 +211,7 @@ async fn the_kubelets_hugepage_limits_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_means_everything_the_runtime_holds() {
-    let Some(pod) = Pod::start("privileged", true).await else {
+    let Some(pod) = Pod::start_privileged("privileged", true).await else {
         return;
     };
     let bounding = own_bounding_set();
@@ -309,7 +286,7 @@ async fn privileged_means_everything_the_runtime_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_all_and_by_name() {
-    let Some(pod) = Pod::start("capabilities", false).await else {
+    let Some(pod) = Pod::start_privileged("capabilities", false).await else {
         return;
     };
     let bounding = own_bounding_set();
@@ -470,7 +447,7 @@ fn bind(source: &Path, propagation: MountPropagation) -> Mount {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_propagation_both_ways() {
-    let Some(pod) = Pod::start("propagation", true).await else {
+    let Some(pod) = Pod::start_privileged("propagation", true).await else {
         return;
     };
     let shared = TestMount::new("shared");
@@ -546,7 +523,7 @@ async fn mount_propagation_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn propagation_from_a_private_source_is_refused() {
-    let Some(pod) = Pod::start("propagation-private", true).await else {
+    let Some(pod) = Pod::start_privileged("propagation-private", true).await else {
         return;
     };
     let private = TestMount::new("private");

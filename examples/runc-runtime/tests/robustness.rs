@@ -5,28 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::Runtime;
-use cri_client::cri_api::v1::*;
-
-async fn runtime_with_pod(name: &str) -> Option<(Runtime, String, PodSandboxConfig, String)> {
-    let images = common::requirements()?;
-    let runtime = Runtime::start(common::Options {
-        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
-        ..Default::default()
-    })
-    .await;
-    let config = runtime.pod_config(name, false);
-    let pod = runtime
-        .client
-        .run_pod_sandbox(config.clone(), "")
-        .await
-        .unwrap();
-    Some((runtime, pod, config, images.busybox))
-}
+use common::{Pod, Runtime};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_path_outside_the_log_directory_is_refused() {
-    let Some((runtime, pod, config, image)) = runtime_with_pod("logpath").await else {
+    let Some(Pod {
+        runtime,
+        id: pod,
+        config,
+        image,
+    }) = Pod::start("logpath").await
+    else {
         return;
     };
     let outside = runtime.root.with_file_name("escaped.log");
@@ -67,7 +56,13 @@ async fn a_log_path_outside_the_log_directory_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_cut_off_by_its_deadline_leaves_a_tracked_container() {
-    let Some((runtime, pod, config, image)) = runtime_with_pod("deadline").await else {
+    let Some(Pod {
+        runtime,
+        id: pod,
+        config,
+        image,
+    }) = Pod::start("deadline").await
+    else {
         return;
     };
     let container = Runtime::container_config("late", &image, &["sleep", "30"]);
@@ -109,7 +104,13 @@ async fn a_create_cut_off_by_its_deadline_leaves_a_tracked_container() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_racing_the_pods_removal_leave_nothing_behind() {
-    let Some((runtime, pod, config, image)) = runtime_with_pod("race").await else {
+    let Some(Pod {
+        runtime,
+        id: pod,
+        config,
+        image,
+    }) = Pod::start("race").await
+    else {
         return;
     };
     let mut creates = Vec::new();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Runtime, status, wait_for};
+use common::{Pod, Runtime, status, wait_for};
 use cri_client::streaming::{Reader, Streams, TerminalSize, Transport, Writer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
@@ -38,30 +38,6 @@ fn slow_reader(pause: Duration) -> (Writer, JoinHandle<usize>) {
         }
     });
     (Box::pin(writer), task)
-}
-
-/// A runtime with the test images and one host-network pod named `name`.
-async fn runtime_with_pod(
-    name: &str,
-) -> Option<(
-    Runtime,
-    String,
-    cri_client::cri_api::v1::PodSandboxConfig,
-    String,
-)> {
-    let images = common::requirements()?;
-    let runtime = Runtime::start(common::Options {
-        imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
-        ..Default::default()
-    })
-    .await;
-    let config = runtime.pod_config(name, false);
-    let pod = runtime
-        .client
-        .run_pod_sandbox(config.clone(), "")
-        .await
-        .unwrap();
-    Some((runtime, pod, config, images.busybox))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +324,13 @@ async fn port_forward_into_host_and_pod_networks() {
 /// ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_output_waits_for_a_slow_client_not_for_a_background_process() {
-    let Some((runtime, pod, pod_config, busybox)) = runtime_with_pod("slow-client").await else {
+    let Some(Pod {
+        runtime,
+        id: pod,
+        config: pod_config,
+        image: busybox,
+    }) = Pod::start("slow-client").await
+    else {
         return;
     };
     let client = runtime.client.clone();
@@ -404,7 +386,13 @@ async fn exec_output_waits_for_a_slow_client_not_for_a_background_process() {
 /// has not taken yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_attached_client_gets_all_output() {
-    let Some((runtime, pod, pod_config, busybox)) = runtime_with_pod("slow-attach").await else {
+    let Some(Pod {
+        runtime,
+        id: pod,
+        config: pod_config,
+        image: busybox,
+    }) = Pod::start("slow-attach").await
+    else {
         return;
     };
     let client = runtime.client.clone();

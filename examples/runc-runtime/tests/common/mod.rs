@@ -393,6 +393,50 @@ fn remove_test_cgroups() {
     }
 }
 
+/// A runtime with the test images and one running host-network pod: where the tests that
+/// run containers in a pod start. Test files add their own helpers in `impl Pod` blocks.
+pub(crate) struct Pod {
+    pub(crate) runtime: Runtime,
+    /// The pod's id.
+    pub(crate) id: String,
+    pub(crate) config: PodSandboxConfig,
+    /// The busybox image.
+    pub(crate) image: String,
+}
+
+impl Pod {
+    /// `None` when the tests are skipped ([`requirements`]).
+    pub(crate) async fn start(name: &str) -> Option<Pod> {
+        Self::start_with(name, |_| {}).await
+    }
+
+    /// [`Pod::start`] with the pod's config edited before it runs.
+    pub(crate) async fn start_with(
+        name: &str,
+        edit: impl FnOnce(&mut PodSandboxConfig),
+    ) -> Option<Pod> {
+        let images = requirements()?;
+        let runtime = Runtime::start(Options {
+            imports: vec![images.dir.join("busybox.tar"), images.dir.join("pause.tar")],
+            ..Default::default()
+        })
+        .await;
+        let mut config = runtime.pod_config(name, false);
+        edit(&mut config);
+        let id = runtime
+            .client
+            .run_pod_sandbox(config.clone(), "")
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}"));
+        Some(Pod {
+            runtime,
+            id,
+            config,
+            image: images.busybox,
+        })
+    }
+}
+
 /// Polls `probe` every 50 ms until it returns `Some`, for at most `limit`.
 pub(crate) async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
