@@ -211,11 +211,19 @@ async fn exec_attach_and_port_forward_against_containerd() {
                 client.start_container(&attached).await?;
                 let (stdout, out) = capture();
                 // Stdin stays open as a terminal's would: containerd ends an attach session as
-                // soon as the client's stdin closes, before the answers come back.
+                // soon as the client's stdin closes, before the answers come back. The lines
+                // are typed once the session is up, as a person would: input already waiting
+                // when the session opens can reach the container before containerd has hooked
+                // up the session's stdout, and the answers are then lost (seen once in CI, over
+                // WebSocket: exit 0, no output).
                 let (mut keyboard, stdin) = tokio::io::duplex(1024);
-                tokio::io::AsyncWriteExt::write_all(&mut keyboard, b"hello\nbye\n")
-                    .await
-                    .unwrap();
+                let typing = tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::io::AsyncWriteExt::write_all(&mut keyboard, b"hello\nbye\n")
+                        .await
+                        .unwrap();
+                    keyboard
+                });
                 let stdin: cri_client::streaming::Reader = Box::pin(stdin);
                 let code = tokio::time::timeout(
                     Duration::from_secs(30),
@@ -231,7 +239,7 @@ async fn exec_attach_and_port_forward_against_containerd() {
                 )
                 .await
                 .expect("attach ends when the container exits")?;
-                drop(keyboard);
+                drop(typing.await.unwrap());
                 assert_eq!(
                     (code, out.await.unwrap()),
                     (0, b"got hello\ngot bye\n".to_vec()),
