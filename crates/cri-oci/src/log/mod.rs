@@ -165,8 +165,9 @@ impl LogOptions {
 
     /// Most bytes of formatted records queued for the file before the oldest are dropped.
     /// At least 1; a read larger than this is still queued whole once the rest is dropped.
-    /// Memory per container is about this, plus up to 64 KiB being written, plus for each
-    /// attached stream a 32 KiB read buffer and one unfinished line.
+    /// Memory per container is about this, plus up to 1 MiB taken from the queue and being
+    /// written, plus for each stream a line still waiting for its newline (at most
+    /// `max_line + 1` bytes) and, for a stream attached as a reader, a 128 KiB read buffer.
     pub fn buffer(mut self, bytes: usize) -> Self {
         self.buffer = bytes;
         self

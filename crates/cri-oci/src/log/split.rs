@@ -22,7 +22,8 @@ pub(super) const CHUNK_TARGET: usize = 8 * 1024;
 pub(super) struct LineSplitter {
     max_line: usize,
     strip_cr: bool,
-    /// The start of the current line: never more than `max_line` bytes between calls.
+    /// The start of the current line: never more than `max_line` bytes between calls, or
+    /// `max_line + 1` when the last is a `\r` that a newline in the next read would strip.
     pending: Vec<u8>,
 }
 
@@ -62,21 +63,24 @@ impl LineSplitter {
         if chunk.is_empty() {
             return;
         }
+        // A `\r` at the end of the read may be half of a `\r\n` whose `\n` comes next: it
+        // does not count against `max_line` yet, so that where the reads are cut does not
+        // change the records (`abcd\r` + `\n` gives `F abcd` with `max_line` 4, as
+        // `abcd\r\n` does, not `P abcd` and an empty `F`).
+        let limit = self.max_line + usize::from(self.strip_cr && chunk.last() == Some(&b'\r'));
         if self.pending.is_empty() {
             // Output without newlines: whole `max_line` pieces go straight from the read
             // (same records as through `pending` below, one copy less).
-            while chunk.len() > self.max_line {
+            while chunk.len() > limit {
                 emit(Tag::Partial, &chunk[..self.max_line]);
                 chunk = &chunk[self.max_line..];
             }
         }
         self.pending.extend_from_slice(chunk);
         // Only split once the line is known to be longer than `max_line`: a line of exactly
-        // `max_line` bytes whose newline is still to come stays one `F` record. What stays
-        // pending is at least one byte, so a `\r` before a newline in the next read is still
-        // here to be stripped.
+        // `max_line` bytes whose newline is still to come stays one `F` record.
         let mut start = 0;
-        while self.pending.len() - start > self.max_line {
+        while self.pending.len() - start > limit {
             emit(Tag::Partial, &self.pending[start..start + self.max_line]);
             start += self.max_line;
         }
@@ -89,10 +93,11 @@ impl LineSplitter {
     /// record's content without adding a newline, so `kubectl logs` shows exactly the bytes
     /// the container wrote. containerd does the same.
     pub(super) fn finish(&mut self, emit: &mut impl FnMut(Tag, &[u8])) {
-        if !self.pending.is_empty() {
-            emit(Tag::Partial, &self.pending);
-            self.pending.clear();
+        // At most `max_line + 1` bytes: a trailing `\r` may be one more record.
+        for piece in self.pending.chunks(self.max_line) {
+            emit(Tag::Partial, piece);
         }
+        self.pending.clear();
     }
 
     /// Bytes waiting for their newline.
@@ -286,9 +291,8 @@ mod tests {
     }
 
     /// Records do not depend on how the output was cut into reads: large reads (which take
-    /// the direct path for long lines) give what one byte at a time gives. (Not with `\r`
-    /// stripped: a `\r\n` that a read cuts right after a `max_line` piece leaves an empty `F`,
-    /// see `carriage_returns_before_newlines_are_stripped_or_kept`.)
+    /// the direct path for long lines) give what one byte at a time gives, with `\r` stripped
+    /// or kept.
     #[test]
     fn records_do_not_depend_on_read_sizes() {
         let mut seed = 0x2545_f491_u32;
@@ -308,7 +312,7 @@ mod tests {
                 })
                 .collect();
             let max_line = 1 + next(12) as usize;
-            let strip_cr = false;
+            let strip_cr = next(2) == 0;
             let bytes: Vec<&[u8]> = output.chunks(1).collect();
             let mut reads = Vec::new();
             let mut rest = &output[..];
@@ -345,10 +349,31 @@ mod tests {
             split(16, false, &[b"a\r\nb\r", b"\n"]),
             records(&[('F', "a\r"), ('F', "b\r")])
         );
-        // The \r survives a split at max_line and is still stripped.
+        // A line of exactly max_line whose \r\n a read cuts in two is still one F record,
+        // as when the \r\n arrives whole.
+        assert_eq!(split(2, true, &[b"ab\r", b"\n"]), records(&[('F', "ab")]));
+        assert_eq!(split(2, true, &[b"ab\r\n"]), records(&[('F', "ab")]));
         assert_eq!(
-            split(2, true, &[b"ab\r", b"\n"]),
-            records(&[('P', "ab"), ('F', "")])
+            split(2, true, &[b"a", b"b\r", b"\n"]),
+            records(&[('F', "ab")])
+        );
+        assert_eq!(
+            split(2, true, &[b"abcd\r", b"\n"]),
+            records(&[('P', "ab"), ('F', "cd")])
+        );
+        // A \r that turns out to be content is split as content.
+        assert_eq!(
+            split(2, true, &[b"ab\r", b"x\n"]),
+            records(&[('P', "ab"), ('F', "\rx")])
+        );
+        assert_eq!(
+            split(2, true, &[b"ab\r"]),
+            records(&[('P', "ab"), ('P', "\r")])
+        );
+        // Kept \r counts as content at once.
+        assert_eq!(
+            split(2, false, &[b"ab\r", b"\n"]),
+            records(&[('P', "ab"), ('F', "\r")])
         );
     }
 
