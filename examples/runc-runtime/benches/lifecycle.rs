@@ -151,6 +151,10 @@ impl DockerShim {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    common::until_interrupted(run()).await;
+}
+
+async fn run() {
     let Some(images) = common::requirements() else {
         return;
     };

@@ -562,6 +562,10 @@ fn print_table(subjects: &[Subject; 2], totals: &[Totals; 2], rounds: usize) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    common::until_interrupted(run()).await;
+}
+
+async fn run() {
     let Some(images) = common::requirements() else {
         return;
     };

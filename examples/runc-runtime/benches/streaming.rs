@@ -447,6 +447,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    common::until_interrupted(run()).await;
+}
+
+async fn run() {
     let Some(images) = common::requirements() else {
         return;
     };

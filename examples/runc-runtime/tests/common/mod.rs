@@ -18,6 +18,20 @@ use cri_testkit::registry::Registry;
 
 pub(crate) mod cni;
 
+/// Runs a bench's `body` until it ends or Ctrl-C: on Ctrl-C the body is dropped where it
+/// stands, so each [`Runtime`] it started cleans up as it goes out of scope (kills the
+/// runtime, deletes its containers, unmounts their root filesystems) instead of leaving them
+/// behind with the process. Without a SIGINT handler the body just runs.
+pub(crate) async fn until_interrupted(body: impl std::future::Future<Output = ()>) {
+    let mut body = std::pin::pin!(body);
+    tokio::select! {
+        () = &mut body => {}
+        Ok(()) = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: removing what this run started");
+        }
+    }
+}
+
 /// The pause image `scripts/containerd-peer` builds into `pause.tar`.
 pub(crate) const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10-cri-rs";
 
