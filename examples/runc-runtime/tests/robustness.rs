@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Pod, Runtime};
+use cri_client::cri_api::v1::Container;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_path_outside_the_log_directory_is_refused() {
@@ -66,23 +67,30 @@ async fn a_create_cut_off_by_its_deadline_leaves_a_tracked_container() {
         return;
     };
     let container = Runtime::container_config("late", &image, &["sleep", "30"]);
-    // A deadline far shorter than a runc create: the server drops the call.
+    // A deadline far shorter than a runc create: the server drops the call. The creation
+    // runs to its end anyway: the container is listed (so the kubelet can find and remove
+    // it), and its name is taken by it rather than by a lost reservation. The client's own
+    // timer can also fire before the request is even sent (seen in CI on a loaded machine;
+    // then nothing is created), so a create that left nothing behind is sent again; every
+    // attempt is cut off the same way, and the name allows one container at most.
     let hurried = runtime.client.with_timeout(Some(Duration::from_millis(1)));
-    let _ = hurried
-        .create_container(&pod, container.clone(), Some(config.clone()))
-        .await;
-    // The creation ran to its end anyway: the container is listed (so the kubelet can find
-    // and remove it), and its name is taken by it rather than by a lost reservation.
-    let listed = common::wait_for(
-        "the container of the cut-off create",
-        Duration::from_secs(60),
-        || async {
-            let all = runtime.client.list_containers(None).await.unwrap();
-            all.into_iter()
-                .find(|c| c.metadata.as_ref().is_some_and(|m| m.name == "late"))
-        },
-    )
-    .await;
+    let late = |c: &Container| c.metadata.as_ref().is_some_and(|m| m.name == "late");
+    let listed = 'found: {
+        for _ in 0..10 {
+            let _ = hurried
+                .create_container(&pod, container.clone(), Some(config.clone()))
+                .await;
+            let waiting = Instant::now();
+            while waiting.elapsed() < Duration::from_secs(6) {
+                let all = runtime.client.list_containers(None).await.unwrap();
+                if let Some(found) = all.into_iter().find(late) {
+                    break 'found found;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("ten cut-off creates left no container behind");
+    };
     let again = runtime
         .client
         .create_container(&pod, container.clone(), Some(config.clone()))
