@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Pod, Runtime};
-use cri_client::cri_api::v1::Container;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_path_outside_the_log_directory_is_refused() {
@@ -74,19 +73,19 @@ async fn a_create_cut_off_by_its_deadline_leaves_a_tracked_container() {
     // then nothing is created), so a create that left nothing behind is sent again; every
     // attempt is cut off the same way, and the name allows one container at most.
     let hurried = runtime.client.with_timeout(Some(Duration::from_millis(1)));
-    let late = |c: &Container| c.metadata.as_ref().is_some_and(|m| m.name == "late");
     let listed = 'found: {
         for _ in 0..10 {
             let _ = hurried
                 .create_container(&pod, container.clone(), Some(config.clone()))
                 .await;
-            let waiting = Instant::now();
-            while waiting.elapsed() < Duration::from_secs(6) {
+            let found = common::poll_for(Duration::from_secs(6), || async {
                 let all = runtime.client.list_containers(None).await.unwrap();
-                if let Some(found) = all.into_iter().find(late) {
-                    break 'found found;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                all.into_iter()
+                    .find(|c| c.metadata.as_ref().is_some_and(|m| m.name == "late"))
+            })
+            .await;
+            if let Some(found) = found {
+                break 'found found;
             }
         }
         panic!("ten cut-off creates left no container behind");

@@ -452,7 +452,18 @@ impl Pod {
 }
 
 /// Polls `probe` every 50 ms until it returns `Some`, for at most `limit`.
-pub(crate) async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, limit: Duration, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_for(limit, probe)
+        .await
+        .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// [`wait_for`] that gives up with `None` after `limit` instead of failing the test.
+pub(crate) async fn poll_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -460,9 +471,11 @@ where
     let started = Instant::now();
     loop {
         if let Some(value) = probe().await {
-            return value;
+            return Some(value);
         }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        if started.elapsed() >= limit {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
